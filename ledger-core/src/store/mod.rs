@@ -1,0 +1,380 @@
+//! The event store: one RocksDB instance per data directory.
+//!
+//! Column families (see ARCHITECTURE.md for the full key layout):
+//! - `log`: `be_u64(position)` -> `EventRecord` bytes (protobuf), never rewritten;
+//! - `stream_index`: `stream || 0 || be_u64(version)` -> `be_u64(position)`;
+//! - `idempotency`: `program || 0 || key` -> `IdempotencyEntry` (protobuf);
+//! - `chain`: `be_u64(position)` -> 32-byte hash, and `head` -> position || hash;
+//! - `snapshots`, `due`: the write model and the scheduler's due indexes;
+//! - `views`: projection rows and checkpoints (rebuildable, written without fsync).
+//!
+//! Every append is one `WriteBatch` written with sync on; the head is in the
+//! same batch as the records it covers, so a crash leaves either the whole
+//! batch or none of it.
+
+pub mod keys;
+mod verify;
+
+pub use verify::{VerifyOutcome, VerifyProgress};
+
+use crate::chain::{ChainHash, Head};
+use crate::error::StoreError;
+use crate::ids::{IdempotencyKey, ProgramId, StreamName};
+use crate::pb;
+use prost::Message;
+use rocksdb::{
+    BlockBasedOptions, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
+    WriteBatch, WriteOptions,
+};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Column family of the log records.
+pub const CF_LOG: &str = "log";
+/// Column family of the per-stream index.
+pub const CF_STREAM_INDEX: &str = "stream_index";
+/// Column family of the idempotency index.
+pub const CF_IDEMPOTENCY: &str = "idempotency";
+/// Column family of the chain hashes and the head.
+pub const CF_CHAIN: &str = "chain";
+/// Column family of write-model snapshots.
+pub const CF_SNAPSHOTS: &str = "snapshots";
+/// Column family of the scheduler's due indexes.
+pub const CF_DUE: &str = "due";
+/// Column family of projection views and checkpoints.
+pub const CF_VIEWS: &str = "views";
+
+const COLUMN_FAMILIES: [&str; 7] = [
+    CF_LOG,
+    CF_STREAM_INDEX,
+    CF_IDEMPOTENCY,
+    CF_CHAIN,
+    CF_SNAPSHOTS,
+    CF_DUE,
+    CF_VIEWS,
+];
+
+/// One record as stored: its position, exact bytes and chain hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    /// Global position.
+    pub position: u64,
+    /// The exact stored `EventRecord` bytes.
+    pub bytes: Vec<u8>,
+    /// The chain hash at `position`.
+    pub hash: ChainHash,
+}
+
+impl StoredRecord {
+    /// Decodes the record, checking that it claims its own position.
+    pub fn decode(&self) -> Result<pb::EventRecord, StoreError> {
+        decode_record(self.position, &self.bytes)
+    }
+}
+
+/// Decodes stored record bytes found under `position`.
+pub fn decode_record(position: u64, bytes: &[u8]) -> Result<pb::EventRecord, StoreError> {
+    let record = pb::EventRecord::decode(bytes).map_err(|error| StoreError::Corrupt {
+        position,
+        reason: format!("record does not decode: {error}"),
+    })?;
+    if record.position != position {
+        return Err(StoreError::Corrupt {
+            position,
+            reason: format!("record claims position {}", record.position),
+        });
+    }
+    Ok(record)
+}
+
+/// Failures a test can inject into the store's write seam: the next `n`
+/// batch writes fail before reaching RocksDB, as a failed fsync would.
+#[derive(Debug, Default)]
+pub struct WriteFaults {
+    fail_next: AtomicU64,
+}
+
+impl WriteFaults {
+    /// Makes the next `count` batch writes fail.
+    pub fn fail_next_writes(&self, count: u64) {
+        self.fail_next.store(count, Ordering::SeqCst);
+    }
+
+    fn take(&self) -> bool {
+        self.fail_next
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok()
+    }
+}
+
+/// The RocksDB store of one data directory. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+    faults: Arc<WriteFaults>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("path", &self.db.path())
+            .finish()
+    }
+}
+
+fn cf_options(name: &str) -> Options {
+    let mut options = Options::default();
+    if name == CF_IDEMPOTENCY || name == CF_STREAM_INDEX || name == CF_SNAPSHOTS {
+        // Point lookups on the write path (is this key new? where does this
+        // stream end?) mostly miss or hit recent data: bloom filters make a
+        // miss cost no disk read.
+        let mut block = BlockBasedOptions::default();
+        block.set_bloom_filter(10.0, false);
+        options.set_block_based_table_factory(&block);
+    }
+    options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    options
+}
+
+impl Store {
+    /// Opens (creating if needed) the store in `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let mut options = Options::default();
+        options.create_if_missing(true);
+        options.create_missing_column_families(true);
+        // Group commit makes our writes few and large; one background job per
+        // core is enough on the small machines we target.
+        options.increase_parallelism(2);
+        let descriptors = COLUMN_FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
+        let db = DB::open_cf_descriptors(&options, path, descriptors)?;
+        Ok(Store {
+            db: Arc::new(db),
+            faults: Arc::new(WriteFaults::default()),
+        })
+    }
+
+    /// The write seam's fault injector (tests).
+    pub fn faults(&self) -> &WriteFaults {
+        &self.faults
+    }
+
+    /// The underlying database, for crates that keep their own column
+    /// families' rows (projections).
+    pub fn db(&self) -> &DB {
+        &self.db
+    }
+
+    /// A column family handle. The set is fixed at open, so a missing one is
+    /// a bug.
+    pub fn cf(&self, name: &str) -> &rocksdb::ColumnFamily {
+        #[allow(clippy::expect_used)]
+        self.db
+            .cf_handle(name)
+            .expect("column family opened in Store::open")
+    }
+
+    /// Writes `batch` atomically with fsync: the only way the log grows.
+    pub fn write_durable(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        if self.faults.take() {
+            return Err(StoreError::Injected);
+        }
+        let mut options = WriteOptions::default();
+        options.set_sync(true);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    /// Writes rebuildable rows (views, checkpoints) without fsync.
+    pub fn write_relaxed(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.set_sync(false);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    /// The durable head (position 0 and the genesis hash on an empty log).
+    pub fn head(&self) -> Result<Head, StoreError> {
+        match self.db.get_pinned_cf(self.cf(CF_CHAIN), keys::HEAD_KEY)? {
+            None => Ok(Head::default()),
+            Some(bytes) => decode_head(&bytes),
+        }
+    }
+
+    /// The current version of `stream` (0 when it has no event).
+    pub fn stream_version(&self, stream: &StreamName) -> Result<u64, StoreError> {
+        let prefix = keys::stream_prefix(stream);
+        let upper = keys::stream_key(stream, u64::MAX);
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_STREAM_INDEX));
+        iter.seek_for_prev(&upper);
+        iter.status()?;
+        match iter.key() {
+            Some(key) if key.starts_with(&prefix) && key.len() == prefix.len() + 8 => {
+                keys::parse_position_key(&key[prefix.len()..]).ok_or_else(|| StoreError::Corrupt {
+                    position: 0,
+                    reason: format!("bad stream index key for {stream}"),
+                })
+            }
+            _ => Ok(0),
+        }
+    }
+
+    /// The remembered answer for an idempotency key, if any.
+    pub fn idempotency_entry(
+        &self,
+        program_id: &ProgramId,
+        key: &IdempotencyKey,
+    ) -> Result<Option<pb::IdempotencyEntry>, StoreError> {
+        let db_key = keys::idempotency_key(program_id, key);
+        match self.db.get_pinned_cf(self.cf(CF_IDEMPOTENCY), db_key)? {
+            None => Ok(None),
+            Some(bytes) => pb::IdempotencyEntry::decode(bytes.as_ref())
+                .map(Some)
+                .map_err(|e| StoreError::Corrupt {
+                    position: 0,
+                    reason: format!("idempotency entry: {e}"),
+                }),
+        }
+    }
+
+    /// Reads records `from..=to` (at most `max`), with their chain hashes.
+    pub fn read_range(
+        &self,
+        from: u64,
+        to: u64,
+        max: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let mut out = Vec::new();
+        if from > to || max == 0 {
+            return Ok(out);
+        }
+        let start = keys::position_key(from.max(1));
+        let mut log = self.db.raw_iterator_cf(self.cf(CF_LOG));
+        let mut chain = self.db.raw_iterator_cf(self.cf(CF_CHAIN));
+        log.seek(start);
+        chain.seek(start);
+        let mut expected = from.max(1);
+        while out.len() < max && expected <= to {
+            let (Some(key), Some(bytes)) = (log.key(), log.value()) else {
+                break;
+            };
+            let position = keys::parse_position_key(key).ok_or_else(|| StoreError::Corrupt {
+                position: expected,
+                reason: "log key is not eight bytes".into(),
+            })?;
+            if position != expected {
+                return Err(StoreError::Corrupt {
+                    position: expected,
+                    reason: format!("log has a gap: next key is {position}"),
+                });
+            }
+            let hash = match (chain.key(), chain.value()) {
+                (Some(chain_key), Some(value))
+                    if chain_key == key.as_ref() && value.len() == 32 =>
+                {
+                    let mut hash = [0u8; 32];
+                    hash.copy_from_slice(value);
+                    ChainHash(hash)
+                }
+                _ => {
+                    return Err(StoreError::Corrupt {
+                        position,
+                        reason: "no chain hash stored for this position".into(),
+                    });
+                }
+            };
+            out.push(StoredRecord {
+                position,
+                bytes: bytes.to_vec(),
+                hash,
+            });
+            expected += 1;
+            log.next();
+            chain.next();
+        }
+        log.status()?;
+        chain.status()?;
+        Ok(out)
+    }
+
+    /// Positions of `stream` from `from_version` on (at most `max`), with
+    /// their versions.
+    pub fn stream_positions(
+        &self,
+        stream: &StreamName,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, u64)>, StoreError> {
+        let prefix = keys::stream_prefix(stream);
+        let start = keys::stream_key(stream, from_version.max(1));
+        let mut out = Vec::new();
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        let mut options = ReadOptions::default();
+        options.set_prefix_same_as_start(false);
+        for item in self
+            .db
+            .iterator_cf_opt(self.cf(CF_STREAM_INDEX), options, mode)
+        {
+            let (key, value) = item?;
+            if !key.starts_with(&prefix) || out.len() >= max {
+                break;
+            }
+            let corrupt = || StoreError::Corrupt {
+                position: 0,
+                reason: format!("bad stream index entry for {stream}"),
+            };
+            let version = keys::parse_position_key(&key[prefix.len()..]).ok_or_else(corrupt)?;
+            let position = keys::parse_position_key(&value).ok_or_else(corrupt)?;
+            out.push((version, position));
+        }
+        Ok(out)
+    }
+
+    /// Reads the records of `stream` from `from_version` (at most `max`).
+    pub fn read_stream(
+        &self,
+        stream: &StreamName,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<StoredRecord>, StoreError> {
+        let positions = self.stream_positions(stream, from_version, max)?;
+        let mut out = Vec::with_capacity(positions.len());
+        for (_, position) in positions {
+            let mut one = self.read_range(position, position, 1)?;
+            match one.pop() {
+                Some(record) => out.push(record),
+                None => {
+                    return Err(StoreError::Corrupt {
+                        position,
+                        reason: format!("stream {stream} indexes a missing record"),
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Encodes the head value: `be_u64(position) || hash`.
+pub fn encode_head(head: &Head) -> [u8; 40] {
+    let mut out = [0u8; 40];
+    out[..8].copy_from_slice(&head.position.to_be_bytes());
+    out[8..].copy_from_slice(&head.hash.0);
+    out
+}
+
+fn decode_head(bytes: &[u8]) -> Result<Head, StoreError> {
+    let corrupt = || StoreError::Corrupt {
+        position: 0,
+        reason: "head is not 40 bytes".into(),
+    };
+    let (position, hash) = bytes.split_at_checked(8).ok_or_else(corrupt)?;
+    let position = keys::parse_position_key(position).ok_or_else(corrupt)?;
+    let hash: [u8; 32] = hash.try_into().map_err(|_| corrupt())?;
+    Ok(Head {
+        position,
+        hash: ChainHash(hash),
+    })
+}

@@ -1,0 +1,55 @@
+//! Helpers shared by the end-to-end tests: a store in a temporary directory,
+//! a pass-through writer over it, and envelopes for appends.
+#![allow(dead_code)]
+
+use ledger_core::clock::ManualClock;
+use ledger_core::ids::{IdempotencyKey, ProgramId, StreamName};
+use ledger_core::pb;
+use ledger_core::store::Store;
+use ledger_core::writer::{Append, Envelope, PassThrough, Writer, WriterConfig};
+use std::sync::Arc;
+
+/// 2026-01-01T00:00:00Z, where test clocks start.
+pub const T0_US: i64 = 1_767_225_600_000_000;
+
+pub fn program() -> ProgramId {
+    ProgramId::parse("program_id", "test").expect("valid program id")
+}
+
+pub fn member_stream(member: &str) -> StreamName {
+    let member = ledger_core::ids::MemberId::parse("member_id", member).expect("valid member id");
+    StreamName::member(&program(), &member)
+}
+
+/// A small event whose encoding is about `size` bytes in a record.
+pub fn award(points: i64, reason: &str) -> pb::Event {
+    pb::Event {
+        kind: Some(pb::event::Kind::PointsAwarded(pb::PointsAwarded {
+            reason: reason.to_owned(),
+            points,
+            lot: None,
+            debt_repaid: 0,
+        })),
+    }
+}
+
+pub fn envelope(
+    key: &str,
+    expected_version: Option<u64>,
+    events: Vec<(StreamName, pb::Event)>,
+) -> Envelope<Append> {
+    Envelope {
+        program_id: program(),
+        idempotency_key: IdempotencyKey::parse("idempotency_key", key).expect("valid key"),
+        occurred_at_us: T0_US,
+        principal: "test".into(),
+        metadata: vec![],
+        expected_version,
+        command: Append::new(events),
+    }
+}
+
+pub fn start_writer(store: &Store, clock: &ManualClock) -> Writer<Append> {
+    let config = WriterConfig::with_clock(Arc::new(clock.clone()));
+    Writer::start(store.clone(), PassThrough, config).expect("writer starts")
+}
