@@ -1,1 +1,18 @@
-//! placeholder
+//! The Points Ledger server: gRPC services over the ledger core, and the
+//! pieces of the `ledgerd` command line.
+#![warn(clippy::unwrap_used)]
+
+pub mod audit;
+pub mod config;
+pub mod server;
+pub mod status;
+
+/// gRPC messages and services of package `pointsledger.v1`.
+#[allow(missing_docs, clippy::all)]
+pub mod pb {
+    include!(concat!(env!("OUT_DIR"), "/pointsledger.v1.rs"));
+
+    /// Encoded file descriptors of every service, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        include_bytes!(concat!(env!("OUT_DIR"), "/pointsledger_descriptor.bin"));
+}

@@ -1,1 +1,152 @@
-fn main() {}
+//! `ledgerd`: the Points Ledger server and its tools.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use ledger_core::store::{Store, VerifyOutcome};
+use ledger_server::config::{self, FileConfig};
+use ledger_server::server::{Bound, ServeOptions};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "ledgerd",
+    version,
+    about = "Points Ledger: an event-sourced loyalty points engine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand)]
+enum Commands {
+    /// Serve gRPC (health, reflection, Audit) on a data directory.
+    Serve {
+        /// Data directory [default: points-ledger under the user's data dir].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:50051].
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// TOML config file; flags override it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Recompute the hash chain from genesis. Exit 0 when it verifies, 1 naming
+    /// the first bad position otherwise, 2 when the store cannot be read.
+    Verify {
+        /// Data directory [default: points-ledger under the user's data dir].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Commands::Serve {
+            data_dir,
+            listen,
+            config,
+        } => serve(data_dir, listen, config),
+        Commands::Verify { data_dir } => verify(data_dir.unwrap_or_else(config::default_data_dir)),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("ledgerd: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn serve(
+    data_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    config_path: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let file = match &config_path {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let default_listen: SocketAddr = config::LISTEN_DEFAULT.parse()?;
+    let options = ServeOptions {
+        data_dir: data_dir
+            .or(file.data_dir)
+            .unwrap_or_else(config::default_data_dir),
+        listen: listen.or(file.listen).unwrap_or(default_listen),
+    };
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async {
+        let bound = Bound::open(&options).await?;
+        tracing::info!(data_dir = %options.data_dir.display(), "store open");
+        bound.serve(shutdown_signal()).await
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term = match tokio::signal::unix::signal(
+            tokio::signal::unix::SignalKind::terminate(),
+        ) {
+            Ok(term) => term,
+            Err(error) => {
+                tracing::error!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                // Ctrl-C errors only if the handler cannot be installed; then
+                // the server runs until killed.
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutdown requested");
+}
+
+fn verify(data_dir: PathBuf) -> anyhow::Result<ExitCode> {
+    let store = Store::open_read_only(&data_dir)
+        .with_context(|| format!("opening {} read-only", data_dir.display()))?;
+    let head = store.head()?;
+    let bar = ProgressBar::new(head.position);
+    bar.set_style(ProgressStyle::with_template(
+        "verify {bar:40} {pos}/{len} records  {per_sec}  eta {eta}",
+    )?);
+    let outcome = store.verify(|progress| bar.set_position(progress.checked))?;
+    bar.finish_and_clear();
+    match outcome {
+        VerifyOutcome::Verified { head } => {
+            println!(
+                "verified: {} records, head position {} hash {}",
+                head.position,
+                head.position,
+                head.hash.to_hex()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        VerifyOutcome::Mismatch { position, reason } => {
+            println!("FAILED at position {position}: {reason}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}

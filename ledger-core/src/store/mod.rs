@@ -156,6 +156,21 @@ impl Store {
         })
     }
 
+    /// Opens the store in `path` for reading only; works while a server
+    /// holds the directory open for writing (it sees what was durable when
+    /// it opened).
+    pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+        let options = Options::default();
+        let descriptors = COLUMN_FAMILIES
+            .iter()
+            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
+        let db = DB::open_cf_descriptors_read_only(&options, path, descriptors, false)?;
+        Ok(Store {
+            db: Arc::new(db),
+            faults: Arc::new(WriteFaults::default()),
+        })
+    }
+
     /// The write seam's fault injector (tests).
     pub fn faults(&self) -> &WriteFaults {
         &self.faults

@@ -1,0 +1,101 @@
+//! The one place where engine errors become gRPC statuses.
+//!
+//! Bad input -> INVALID_ARGUMENT with a `google.rpc.BadRequest` detail naming
+//! the field; idempotency key reused -> ALREADY_EXISTS; version mismatch ->
+//! ABORTED; queue full -> RESOURCE_EXHAUSTED; storage failure -> UNAVAILABLE
+//! (details logged, not returned). Never INTERNAL for bad input.
+
+use ledger_core::error::{CommandError, FieldError, StoreError};
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+/// INVALID_ARGUMENT naming `field`.
+pub fn invalid_field(error: &FieldError) -> Status {
+    let mut details = ErrorDetails::new();
+    details.add_bad_request_violation(error.field.clone(), error.reason.to_string());
+    Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
+}
+
+/// A storage failure: logged in full, answered as UNAVAILABLE.
+pub fn storage(error: &StoreError) -> Status {
+    match error {
+        StoreError::Corrupt { .. } => {
+            tracing::error!(%error, "stored data is corrupt");
+            Status::internal("stored data failed an integrity check; see the server log")
+        }
+        _ => {
+            tracing::error!(%error, "storage failure");
+            Status::unavailable("storage is unavailable; retry later")
+        }
+    }
+}
+
+/// Maps one command's error.
+pub fn command(error: &CommandError) -> Status {
+    match error {
+        CommandError::Invalid(field) => invalid_field(field),
+        CommandError::Rejected(rejection) => match &rejection.field {
+            Some(field) => {
+                let mut details = ErrorDetails::new();
+                details.add_bad_request_violation(field.clone(), rejection.message.clone());
+                Status::with_error_details(Code::InvalidArgument, rejection.to_string(), details)
+            }
+            None => Status::failed_precondition(rejection.to_string()),
+        },
+        CommandError::IdempotencyKeyReused { .. } => Status::already_exists(error.to_string()),
+        CommandError::VersionConflict { .. } => Status::aborted(error.to_string()),
+        CommandError::Overloaded => Status::resource_exhausted(error.to_string()),
+        CommandError::Unavailable(reason) => {
+            tracing::error!(%reason, "command failed in storage");
+            Status::unavailable("storage is unavailable; retry later")
+        }
+        CommandError::Stopped => Status::unavailable("the server is shutting down"),
+        // CommandError is non-exhaustive: a new kind must be mapped here
+        // before it can reach a client as anything but UNAVAILABLE.
+        _ => Status::unavailable(error.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::error::FieldReason;
+
+    #[test]
+    fn invalid_field_names_the_field_in_a_bad_request_detail() {
+        let status = invalid_field(&FieldError::new("member_id", FieldReason::Missing));
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_details_bad_request().expect("BadRequest detail");
+        assert_eq!(details.field_violations[0].field, "member_id");
+    }
+
+    #[test]
+    fn each_command_error_has_its_code() {
+        let cases = [
+            (CommandError::Overloaded, Code::ResourceExhausted),
+            (
+                CommandError::IdempotencyKeyReused { key: "k".into() },
+                Code::AlreadyExists,
+            ),
+            (
+                CommandError::VersionConflict {
+                    stream: "s".into(),
+                    expected: 1,
+                    actual: 2,
+                },
+                Code::Aborted,
+            ),
+            (CommandError::Unavailable("disk".into()), Code::Unavailable),
+            (
+                CommandError::Rejected(ledger_core::error::Rejection::new(
+                    "insufficient_points",
+                    "x",
+                )),
+                Code::FailedPrecondition,
+            ),
+        ];
+        for (error, code) in cases {
+            assert_eq!(command(&error).code(), code, "{error}");
+        }
+    }
+}
