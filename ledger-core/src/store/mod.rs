@@ -287,7 +287,7 @@ impl Store {
             }
             let hash = match (chain.key(), chain.value()) {
                 (Some(chain_key), Some(value))
-                    if chain_key == key.as_ref() && value.len() == 32 =>
+                    if chain_key == key && value.len() == 32 =>
                 {
                     let mut hash = [0u8; 32];
                     hash.copy_from_slice(value);

@@ -85,7 +85,7 @@ impl Store {
                     hash.to_hex()
                 )));
             }
-            if next % crate::limits::READ_CHUNK_RECORDS as u64 == 0 {
+            if next.is_multiple_of(crate::limits::READ_CHUNK_RECORDS as u64) {
                 progress(VerifyProgress {
                     checked: next,
                     total: head.position,
