@@ -62,7 +62,8 @@ fn event(sequence: u64) -> pb::Event {
 }
 
 fn member_stream(sequence: u64) -> StreamName {
-    let member = MemberId::parse("member_id", &format!("member-{:06}", sequence % MEMBERS)).expect("valid");
+    let member =
+        MemberId::parse("member_id", &format!("member-{:06}", sequence % MEMBERS)).expect("valid");
     StreamName::member(&program(), &member)
 }
 
@@ -86,7 +87,10 @@ fn bench_writer(c: &mut Criterion, batch: usize) {
     config.batch_commands_max = batch;
     let writer = Writer::start(store, PassThrough, config).expect("writer");
     let handle = writer.handle();
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     let sequence = Arc::new(AtomicU64::new(0));
     let mut group = c.benchmark_group("writer");
     group.throughput(Throughput::Elements(batch as u64));
@@ -99,7 +103,8 @@ fn bench_writer(c: &mut Criterion, batch: usize) {
                     let handle = handle.clone();
                     let sequence = sequence.clone();
                     // Iterations are shared out among the submitters.
-                    let share = iters / SUBMITTERS as u64 + u64::from(submitter < iters % SUBMITTERS as u64);
+                    let share = iters / SUBMITTERS as u64
+                        + u64::from(submitter < iters % SUBMITTERS as u64);
                     tasks.push(tokio::spawn(async move {
                         for _ in 0..share {
                             let first = sequence.fetch_add(batch as u64, Ordering::Relaxed);
@@ -146,7 +151,9 @@ fn bench_raw(c: &mut Criterion, batch: usize) {
     let hash = [3u8; 32];
     // Key prefixes are built before timing: the baseline does no per-event
     // work beyond filling the batch, so the ratio is not flattered.
-    let stream_prefixes: Vec<Vec<u8>> = (0..MEMBERS).map(|m| keys::stream_prefix(&member_stream(m))).collect();
+    let stream_prefixes: Vec<Vec<u8>> = (0..MEMBERS)
+        .map(|m| keys::stream_prefix(&member_stream(m)))
+        .collect();
     let idempotency_prefix = {
         let key = IdempotencyKey::parse("k", "bench-").expect("valid");
         keys::idempotency_key(&program(), &key)
@@ -194,10 +201,19 @@ fn bench_raw(c: &mut Criterion, batch: usize) {
 fn machine() -> String {
     let cpu = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
-        .and_then(|text| text.lines().find(|l| l.starts_with("model name")).map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned()))
+        .and_then(|text| {
+            text.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
         .unwrap_or_else(|| "unknown cpu".into());
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    format!("{cpu}, {cores} cores, data in {}", std::env::temp_dir().display())
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    format!(
+        "{cpu}, {cores} cores, data in {}",
+        std::env::temp_dir().display()
+    )
 }
 
 fn main() {
@@ -213,11 +229,24 @@ fn main() {
     criterion.final_summary();
     let totals = TOTALS.lock().unwrap_or_else(|poison| poison.into_inner());
     println!("\nwriter vs raw RocksDB, fsync on, same run; {}", machine());
-    println!("{:>6} {:>14} {:>14} {:>7}", "batch", "raw events/s", "writer ev/s", "ratio");
+    println!(
+        "{:>6} {:>14} {:>14} {:>7}",
+        "batch", "raw events/s", "writer ev/s", "ratio"
+    );
     for batch in BATCH_SIZES {
-        let rate = |id: String| totals.get(&id).map(|(events, elapsed)| *events as f64 / elapsed.as_secs_f64().max(1e-9));
-        if let (Some(raw), Some(writer)) = (rate(format!("raw/{batch:>4}")), rate(format!("writer/{batch:>4}"))) {
-            println!("{batch:>6} {raw:>14.0} {writer:>14.0} {:>6.0}%", 100.0 * writer / raw);
+        let rate = |id: String| {
+            totals
+                .get(&id)
+                .map(|(events, elapsed)| *events as f64 / elapsed.as_secs_f64().max(1e-9))
+        };
+        if let (Some(raw), Some(writer)) = (
+            rate(format!("raw/{batch:>4}")),
+            rate(format!("writer/{batch:>4}")),
+        ) {
+            println!(
+                "{batch:>6} {raw:>14.0} {writer:>14.0} {:>6.0}%",
+                100.0 * writer / raw
+            );
         }
     }
 }

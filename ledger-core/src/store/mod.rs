@@ -286,9 +286,7 @@ impl Store {
                 });
             }
             let hash = match (chain.key(), chain.value()) {
-                (Some(chain_key), Some(value))
-                    if chain_key == key && value.len() == 32 =>
-                {
+                (Some(chain_key), Some(value)) if chain_key == key && value.len() == 32 => {
                     let mut hash = [0u8; 32];
                     hash.copy_from_slice(value);
                     ChainHash(hash)
