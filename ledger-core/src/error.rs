@@ -39,6 +39,61 @@ pub enum FieldReason {
         /// Largest allowed.
         max: i128,
     },
+    /// An enum left at its UNSPECIFIED value.
+    Unspecified,
+    /// Zero where only a non-zero amount means anything.
+    Zero,
+    /// Not an ISO 4217 code the ledger knows.
+    UnknownCurrency {
+        /// The code given.
+        code: String,
+    },
+    /// A currency other than the one required: money is never converted.
+    WrongCurrency {
+        /// The required ISO 4217 code.
+        expected: String,
+        /// The ISO 4217 code given.
+        actual: String,
+    },
+    /// Not strictly greater than the previous entry's value.
+    NotIncreasing {
+        /// The previous entry's value.
+        previous: i64,
+        /// This entry's value.
+        value: i64,
+    },
+    /// Repeats an earlier entry's value.
+    Duplicate {
+        /// The repeated value.
+        value: String,
+    },
+    /// Names a tier the rules do not define.
+    UnknownTier {
+        /// The tier name given.
+        name: String,
+    },
+    /// Set together with a field it excludes.
+    Excludes {
+        /// The other field.
+        other: &'static str,
+    },
+    /// Not after another field's value.
+    NotAfter {
+        /// The other field.
+        other: &'static str,
+    },
+    /// May not change once the program is defined.
+    Immutable,
+    /// Equal to a field it must differ from.
+    SameAs {
+        /// The other field.
+        other: &'static str,
+    },
+    /// The command would earn more points than one command may carry.
+    TooManyPoints {
+        /// The limit, `POINTS_PER_COMMAND_MAX`.
+        max: i64,
+    },
     /// Anything else, said in words.
     Invalid(String),
 }
@@ -57,6 +112,24 @@ impl fmt::Display for FieldReason {
             FieldReason::OutOfRange { value, min, max } => {
                 write!(f, "is {value}, outside {min}..={max}")
             }
+            FieldReason::Unspecified => write!(f, "must be specified"),
+            FieldReason::Zero => write!(f, "must not be zero"),
+            FieldReason::UnknownCurrency { code } => {
+                write!(f, "is `{code}`, not an ISO 4217 currency the ledger knows")
+            }
+            FieldReason::WrongCurrency { expected, actual } => {
+                write!(f, "is {actual}, but {expected} is required")
+            }
+            FieldReason::NotIncreasing { previous, value } => {
+                write!(f, "is {value}, not above the previous {previous}")
+            }
+            FieldReason::Duplicate { value } => write!(f, "repeats `{value}`"),
+            FieldReason::UnknownTier { name } => write!(f, "names the unknown tier `{name}`"),
+            FieldReason::Excludes { other } => write!(f, "cannot be set together with `{other}`"),
+            FieldReason::NotAfter { other } => write!(f, "must be after `{other}`"),
+            FieldReason::Immutable => write!(f, "cannot change once the program is defined"),
+            FieldReason::SameAs { other } => write!(f, "must differ from `{other}`"),
+            FieldReason::TooManyPoints { max } => write!(f, "would earn more than {max} points"),
             FieldReason::Invalid(why) => f.write_str(why),
         }
     }

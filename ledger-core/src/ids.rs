@@ -91,6 +91,37 @@ id_type!(
     |b: u8| b.is_ascii_graphic()
 );
 
+/// A lot: a member-local sequence number from 1, assigned when the lot is
+/// created. 0 is never a lot.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
+#[serde(transparent)]
+pub struct LotId(u64);
+
+impl LotId {
+    /// Wraps a raw lot number (from the log or a test).
+    pub const fn new(value: u64) -> Self {
+        LotId(value)
+    }
+
+    /// The raw lot number.
+    pub const fn get(self) -> u64 {
+        self.0
+    }
+
+    /// The id after this one, or `None` when the sequence is exhausted.
+    pub fn checked_next(self) -> Option<LotId> {
+        self.0.checked_add(1).map(LotId)
+    }
+}
+
+impl fmt::Display for LotId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
 /// A log stream: one per program and one per member.
 ///
 /// Its name is `program/{program_id}` or `member/{program_id}/{member_id}`;

@@ -1,5 +1,6 @@
-//! Points Ledger core: the log of events, its hash chain and the group-commit
-//! writer that is the only way the log grows.
+//! Points Ledger core: the pure domain of loyalty points ([`domain`]), the
+//! log of events and its record form ([`record`]), its hash chain and the
+//! group-commit writer that is the only way the log grows.
 //!
 //! ```no_run
 //! use ledger_core::ids::{IdempotencyKey, ProgramId, StreamName};
@@ -36,10 +37,12 @@
 
 pub mod chain;
 pub mod clock;
+pub mod domain;
 pub mod error;
 pub mod ids;
 pub mod limits;
 pub mod reader;
+pub mod record;
 pub mod store;
 pub mod writer;
 

@@ -17,6 +17,60 @@ pub const METADATA_BYTES_MAX: usize = 1024;
 pub const POINTS_PER_COMMAND_MIN: i64 = 1;
 /// Upper bound of the points one command may carry.
 pub const POINTS_PER_COMMAND_MAX: i64 = 1_000_000_000_000;
+/// Caller references: order id, redemption id, transfer id, campaign id.
+pub const REFERENCE_BYTES_MAX: usize = 128;
+/// Free-text reason of an award or an adjustment.
+pub const REASON_BYTES_MAX: usize = 256;
+/// A program's display name.
+pub const PROGRAM_NAME_BYTES_MAX: usize = 128;
+/// A tier's name.
+pub const TIER_NAME_BYTES_MAX: usize = 64;
+/// One purchase or campaign tag.
+pub const TAG_BYTES_MAX: usize = 64;
+/// Tags on one purchase, and tags in one campaign's condition.
+pub const PURCHASE_TAGS_MAX: usize = 16;
+/// Tiers in one program's rules.
+pub const PROGRAM_TIERS_MAX: usize = 16;
+/// Campaigns in one program's rules.
+pub const PROGRAM_CAMPAIGNS_MAX: usize = 64;
+/// Spend or refund of one purchase. 10^15 minor units keeps
+/// `spend x earn_rate_bps x multiplier_bps` exact in i128 and any sum of a
+/// purchase's refunds inside i64.
+pub const SPEND_MINOR_UNITS_MAX: i64 = 1_000_000_000_000_000;
+/// Earn rate: 1,000 points per major currency unit at most.
+pub const EARN_RATE_BPS_MAX: i64 = 10_000_000;
+/// Tier and campaign multipliers: 50x at most.
+pub const MULTIPLIER_BPS_MAX: i64 = 500_000;
+/// Tier thresholds, in the unit of the tier measure (points or minor units).
+pub const TIER_THRESHOLD_MAX: i64 = SPEND_MINOR_UNITS_MAX;
+/// Liability value: minor units per `point_value_per_points` points.
+pub const POINT_VALUE_MINOR_UNITS_MAX: i64 = 1_000_000_000;
+/// Liability value: the points that `point_value_minor_units` buys.
+pub const POINT_VALUE_PER_POINTS_MAX: i64 = 1_000_000_000;
+/// Pending period (the returns window) of purchase points.
+pub const PENDING_DAYS_MAX: u32 = 366;
+/// Lot expiry "after N days".
+pub const LOT_EXPIRY_DAYS_MAX: u32 = 36_600;
+/// Lot expiry "at the end of the Nth month after the month earned".
+pub const LOT_EXPIRY_MONTHS_MAX: u32 = 1_200;
+/// Whole-balance expiry after this many days without an earn or a redeem.
+pub const INACTIVITY_EXPIRY_DAYS_MAX: u32 = 36_600;
+/// Rolling tier window.
+pub const TIER_WINDOW_DAYS_MAX: u32 = 1_098;
+/// Days of qualifying history a member keeps, counted back from the earlier
+/// of its clock and the start of its tier period: every window a decision
+/// can read (rolling, up to `TIER_WINDOW_DAYS_MAX` days, or the calendar
+/// year that a period end closes) starts at most this many days before one
+/// of the two.
+pub const QUALIFYING_HISTORY_DAYS_MAX: i64 = TIER_WINDOW_DAYS_MAX as i64 + 2;
+/// Purchases and redemptions are remembered this long (business time) for
+/// returns and cancellations; older ones are forgotten so that a member's
+/// state stays bounded, and a reference to one is then unknown.
+pub const RECORD_RETENTION_DAYS: i64 = 732;
+/// Latest business time accepted: 9999-12-31T23:59:59.999999Z. Together with
+/// the day limits above it keeps every derived time (expiry dates, period
+/// ends) far inside i64.
+pub const BUSINESS_TIME_US_MAX: i64 = 253_402_300_799_999_999;
 /// Commands in one SubmitBatch call.
 pub const SUBMIT_BATCH_COMMANDS_MAX: usize = 1_000;
 /// Commands waiting in the writer's queue before callers get "overloaded".
@@ -41,3 +95,14 @@ pub const READ_STREAM_RECORDS_MAX: usize = 10_000;
 const _: () = assert!(SUBMIT_BATCH_COMMANDS_MAX <= WRITER_QUEUE_COMMANDS_DEFAULT);
 const _: () = assert!(SUBMIT_BATCH_COMMANDS_MAX <= WRITER_BATCH_COMMANDS_DEFAULT);
 const _: () = assert!(POINTS_PER_COMMAND_MIN > 0);
+// A tier threshold may lie beyond what any one purchase earns.
+const _: () = assert!(POINTS_PER_COMMAND_MAX <= TIER_THRESHOLD_MAX);
+const _: () = assert!(QUALIFYING_HISTORY_DAYS_MAX > TIER_WINDOW_DAYS_MAX as i64);
+// A calendar-year window (up to 366 days) must fit the kept history too.
+const _: () = assert!(QUALIFYING_HISTORY_DAYS_MAX > 366);
+// The worst earn before its range check, spend x rate x multiplier, must be
+// exact in i128: 10^15 x 10^7 x 5x10^5 = 5x10^27 < 2^127.
+const _: () = assert!(
+    (SPEND_MINOR_UNITS_MAX as i128) * (EARN_RATE_BPS_MAX as i128) * (MULTIPLIER_BPS_MAX as i128)
+        < i128::MAX / 1_000
+);

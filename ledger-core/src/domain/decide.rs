@@ -1,0 +1,296 @@
+//! `decide`: every business rule lives behind these entry points. They are
+//! pure: the state, the command, the rules and the business time go in,
+//! events (or a rejection) come out.
+//!
+//! Each decision first does all time-driven work due up to its time
+//! (maturing, lot expiry, inactivity expiry, tier review), in due-time
+//! order, and then the command itself. That way a redeem can never spend a
+//! point that expired a second earlier because the scheduler was late, and
+//! the scheduler's own commands are just "catch up to now".
+//!
+//! Decisions work on a copy-on-write view of the member and apply each event
+//! as it is produced, so a later step sees the earlier ones and what `apply`
+//! will do is, by construction, what `decide` reasoned about.
+
+use std::borrow::Cow;
+
+use super::apply::apply;
+use super::command::{Command, TransferPoints};
+use super::error::DomainError;
+use super::event::{Event, EventKind, ExpiryReason, MemberEnrolled, PointsExpired, PointsMatured};
+use super::lot::{LotDraw, OpenLot};
+use super::member::{DueKind, Member};
+use super::points::Points;
+use super::rules::Rules;
+use super::{adjust, earn, redeem, reverse, tier, transfer};
+use crate::error::FieldReason;
+use crate::ids::LotId;
+use crate::limits::BUSINESS_TIME_US_MAX;
+
+/// Decides a single-member command at business time `now_us` (the command's
+/// `occurred_at`). Transfers, which touch two members, go through
+/// [`decide_transfer`].
+pub fn decide(
+    state: &Member,
+    command: &Command,
+    rules: &Rules,
+    now_us: i64,
+) -> Result<Vec<Event>, DomainError> {
+    check_business_time(now_us)?;
+    command.validate(rules)?;
+    let mut work = Work::new(state, now_us);
+    work.catch_up(rules)?;
+    match command {
+        Command::Enroll => {
+            if work.member().is_enrolled() {
+                return Err(DomainError::AlreadyEnrolled);
+            }
+            work.emit(EventKind::MemberEnrolled(MemberEnrolled {
+                implicit: false,
+            }));
+        }
+        Command::RecordPurchase {
+            order_id,
+            spend,
+            tags,
+        } => earn::record_purchase(&mut work, rules, order_id, *spend, tags)?,
+        Command::AwardPoints { reason, points } => earn::award(&mut work, rules, reason, *points)?,
+        Command::Redeem {
+            redemption_id,
+            points,
+        } => redeem::redeem(&mut work, rules, redemption_id, *points)?,
+        Command::CancelRedemption { redemption_id } => {
+            redeem::cancel(&mut work, rules, redemption_id)?
+        }
+        Command::RecordReturn { order_id, refund } => {
+            reverse::record_return(&mut work, rules, order_id, *refund)?
+        }
+        Command::AdjustPoints { reason, points } => {
+            adjust::adjust(&mut work, rules, reason, *points)?
+        }
+        // System commands: the catch-up above was all of their work.
+        Command::MaturePending
+        | Command::ExpireLots
+        | Command::ExpireInactive
+        | Command::EvaluateTier => {}
+    }
+    Ok(work.into_events())
+}
+
+/// Decides a transfer between two members of one program: the events for the
+/// sender's stream and for the receiver's stream (each with its own due
+/// work first, then exactly one `PointsTransferred`).
+pub fn decide_transfer(
+    from: &Member,
+    to: &Member,
+    command: &TransferPoints,
+    rules: &Rules,
+    now_us: i64,
+) -> Result<(Vec<Event>, Vec<Event>), DomainError> {
+    check_business_time(now_us)?;
+    command.validate()?;
+    let mut sender = Work::new(from, now_us);
+    let mut receiver = Work::new(to, now_us);
+    sender.catch_up(rules)?;
+    receiver.catch_up(rules)?;
+    transfer::transfer(&mut sender, &mut receiver, command)?;
+    Ok((sender.into_events(), receiver.into_events()))
+}
+
+/// Business times are validated so that every derived time (expiry dates,
+/// period ends) stays far inside i64.
+fn check_business_time(now_us: i64) -> Result<(), DomainError> {
+    if (0..=BUSINESS_TIME_US_MAX).contains(&now_us) {
+        Ok(())
+    } else {
+        Err(DomainError::invalid(
+            "occurred_at",
+            FieldReason::OutOfRange {
+                value: now_us.into(),
+                min: 0,
+                max: BUSINESS_TIME_US_MAX.into(),
+            },
+        ))
+    }
+}
+
+/// A decision in progress: the member as the events so far leave it, and
+/// those events.
+pub(super) struct Work<'a> {
+    member: Cow<'a, Member>,
+    events: Vec<Event>,
+    occurred_at_us: i64,
+    /// The effective time of the decision: the command's time, or the
+    /// member's clock if that is later (time never runs backwards).
+    now_us: i64,
+}
+
+impl<'a> Work<'a> {
+    pub(super) fn new(member: &'a Member, occurred_at_us: i64) -> Self {
+        Self {
+            now_us: occurred_at_us.max(member.clock_us()),
+            member: Cow::Borrowed(member),
+            events: Vec::new(),
+            occurred_at_us,
+        }
+    }
+
+    pub(super) fn member(&self) -> &Member {
+        &self.member
+    }
+
+    pub(super) fn now_us(&self) -> i64 {
+        self.now_us
+    }
+
+    /// Records an event and applies it to the working state.
+    pub(super) fn emit(&mut self, kind: EventKind) {
+        let event = Event {
+            occurred_at_us: self.occurred_at_us,
+            kind,
+        };
+        apply(self.member.to_mut(), &event);
+        self.events.push(event);
+    }
+
+    fn into_events(self) -> Vec<Event> {
+        self.events
+    }
+
+    /// Does all work due up to `now_us`, one due item at a time, in
+    /// due-time order. Bounded: each step matures or closes at least one lot,
+    /// except the tier review, which moves the period past `now_us`.
+    fn catch_up(&mut self, rules: &Rules) -> Result<(), DomainError> {
+        let steps_max = self
+            .member()
+            .lots()
+            .count()
+            .saturating_mul(2)
+            .saturating_add(2);
+        for _ in 0..steps_max {
+            match self.member().next_due(rules) {
+                Some((due_us, kind)) if due_us <= self.now_us => {
+                    self.run_due(rules, due_us, kind)?
+                }
+                _ => return Ok(()),
+            }
+        }
+        debug_assert!(
+            self.member()
+                .next_due(rules)
+                .is_none_or(|(due_us, _)| due_us > self.now_us),
+            "catch-up bound: every step makes progress"
+        );
+        Ok(())
+    }
+
+    fn run_due(&mut self, rules: &Rules, due_us: i64, kind: DueKind) -> Result<(), DomainError> {
+        match kind {
+            DueKind::MaturePending => {
+                let lot = self
+                    .member()
+                    .lots()
+                    .filter(|lot| lot.is_pending() && lot.lot().available_at_us == due_us)
+                    .min_by_key(|lot| lot.lot_id());
+                if let Some(lot) = lot {
+                    let matured = PointsMatured {
+                        lot_id: lot.lot_id(),
+                        points: lot.remaining(),
+                    };
+                    self.member_balance_headroom(matured.points)?;
+                    self.emit(EventKind::PointsMatured(matured));
+                }
+            }
+            DueKind::ExpireLot => {
+                let draws = whole_lots(
+                    self.member()
+                        .lots()
+                        .filter(|lot| lot.expires_at_us() == Some(due_us)),
+                );
+                self.expire(ExpiryReason::Lot, draws)?;
+            }
+            DueKind::ExpireInactive => {
+                let draws = whole_lots(self.member().lots());
+                self.expire(ExpiryReason::Inactivity, draws)?;
+            }
+            DueKind::EvaluateTier => tier::review(self, rules, due_us)?,
+        }
+        Ok(())
+    }
+
+    fn expire(&mut self, reason: ExpiryReason, draws: Vec<LotDraw>) -> Result<(), DomainError> {
+        if draws.is_empty() {
+            return Ok(());
+        }
+        let points = Points::checked_sum(draws.iter().map(|draw| draw.points), "expired points")?;
+        self.emit(EventKind::PointsExpired(PointsExpired {
+            reason,
+            points,
+            draws,
+        }));
+        Ok(())
+    }
+
+    /// Checks that `points` more available points keep the balance in i64.
+    pub(super) fn member_balance_headroom(&self, points: Points) -> Result<(), DomainError> {
+        self.member()
+            .balance_points()
+            .checked_add(points, "balance_points")
+            .map(drop)
+    }
+}
+
+/// Draws that empty each of `lots`, by lot id.
+fn whole_lots<'l>(lots: impl Iterator<Item = &'l OpenLot>) -> Vec<LotDraw> {
+    lots.map(|lot| LotDraw {
+        lot_id: lot.lot_id(),
+        points: lot.remaining(),
+    })
+    .collect()
+}
+
+/// Draws `amount` from the member's available lots, first-expiring first
+/// (ties by lot id, never-expiring lots last), skipping `skip`. Returns the
+/// draws and what could not be drawn.
+pub(super) fn draw_fefo(
+    member: &Member,
+    amount: Points,
+    skip: Option<LotId>,
+) -> (Vec<LotDraw>, Points) {
+    let mut lots: Vec<&OpenLot> = member
+        .lots()
+        .filter(|lot| !lot.is_pending() && Some(lot.lot_id()) != skip)
+        .collect();
+    lots.sort_by_key(|lot| lot.fefo_key());
+    let mut missing = amount.get();
+    let mut draws = Vec::new();
+    for lot in lots {
+        if missing <= 0 {
+            break;
+        }
+        let take = missing.min(lot.remaining().get());
+        draws.push(LotDraw {
+            lot_id: lot.lot_id(),
+            points: Points::new(take),
+        });
+        missing -= take;
+    }
+    (draws, Points::new(missing.max(0)))
+}
+
+/// Implicit enrollment: a first earn enrolls the member, recorded as its own
+/// event before the earn.
+pub(super) fn enroll_implicitly(work: &mut Work<'_>) {
+    if !work.member().is_enrolled() {
+        work.emit(EventKind::MemberEnrolled(MemberEnrolled { implicit: true }));
+    }
+}
+
+/// Commands other than earns need an enrolled member.
+pub(super) fn require_enrolled(work: &Work<'_>, field: &'static str) -> Result<(), DomainError> {
+    if work.member().is_enrolled() {
+        Ok(())
+    } else {
+        Err(DomainError::NotEnrolled { field })
+    }
+}
