@@ -38,6 +38,7 @@
 pub mod chain;
 pub mod clock;
 pub mod domain;
+pub mod engine;
 pub mod error;
 pub mod ids;
 pub mod limits;

@@ -274,11 +274,19 @@ impl<D: Decider> DecideState<D> {
                 }
             }
         }
-        if self.versions.len() > STREAM_VERSION_CACHE_ENTRIES_MAX {
-            // Versions of streams in flight exist only here: wait until the
-            // last batch sent is durable before forgetting any of them.
+        let versions_full = self.versions.len() > STREAM_VERSION_CACHE_ENTRIES_MAX;
+        if versions_full || self.decider.needs_trim() {
+            // State of commands in flight exists only in memory: wait until
+            // the last batch sent is durable before forgetting any of it.
             self.shared.wait_durable(self.next_seq - 1, self.generation);
-            self.versions.clear();
+            if self.shared.read().generation != self.generation {
+                // That batch failed: the reset above handles it next time.
+                return self.sync_with_commits();
+            }
+            if versions_full {
+                self.versions.clear();
+            }
+            self.decider.trim();
         }
     }
 
@@ -324,6 +332,7 @@ impl<D: Decider> DecideState<D> {
             replies.push((submission.reply, results));
         }
         if writes > 0 {
+            self.decider.stage(&self.store, &mut batch);
             batch.put_cf(
                 self.store.cf(CF_CHAIN),
                 keys::HEAD_KEY,
@@ -500,7 +509,7 @@ impl<D: Decider> DecideState<D> {
                 stream: item.stream.as_str().to_owned(),
                 stream_version: *version,
                 program_id: envelope.program_id.as_str().to_owned(),
-                occurred_at_us: envelope.occurred_at_us,
+                occurred_at_us: item.occurred_at_us,
                 recorded_at_us,
                 idempotency_key: envelope.idempotency_key.as_str().to_owned(),
                 principal: envelope.principal.clone(),

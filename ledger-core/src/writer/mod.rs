@@ -58,6 +58,10 @@ pub struct Envelope<C> {
 pub struct Emitted {
     /// The stream the event belongs to.
     pub stream: StreamName,
+    /// Business time recorded for the event. Usually the command's
+    /// `occurred_at`; a decider may record a later time (a member's clock
+    /// never runs backwards), and replay applies the event at this time.
+    pub occurred_at_us: i64,
     /// The payload.
     pub event: pb::Event,
 }
@@ -96,6 +100,19 @@ pub trait Decider: Send + 'static {
 
     /// Forgets all in-memory state; the next decisions reload it from the store.
     fn discard(&mut self);
+
+    /// Adds the decider's own rows (snapshots, due indexes) for the commands
+    /// decided since the last call to the batch that carries their events.
+    fn stage(&mut self, _store: &Store, _batch: &mut rocksdb::WriteBatch) {}
+
+    /// True when the decider's caches have outgrown their bound.
+    fn needs_trim(&self) -> bool {
+        false
+    }
+
+    /// Shrinks the caches. Called only when every batch sent so far is
+    /// durable, so no state that exists only in memory can be lost.
+    fn trim(&mut self) {}
 }
 
 /// The answer to an accepted command.
@@ -454,7 +471,11 @@ impl Decider for PassThrough {
                 field: Some(format!("{field}.event")),
                 ..Rejection::new("invalid_event", error.to_string())
             })?;
-            out.push(Emitted { stream, event });
+            out.push(Emitted {
+                stream,
+                occurred_at_us: envelope.occurred_at_us,
+                event,
+            });
         }
         Ok(())
     }

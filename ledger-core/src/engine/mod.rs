@@ -1,0 +1,422 @@
+//! The command engine: the domain's `decide`/`apply` driven by the writer.
+//!
+//! [`LedgerDecider`] is the [`Decider`] of a real ledger. It keeps the write
+//! model in memory (programs, and members in a bounded cache), loads a
+//! member on a miss from its snapshot plus any later events of its stream,
+//! and stages, in the same batch as the events:
+//! - the snapshot of every member a batch changed (`snapshots` family);
+//! - the member's next due time (`due` family), which the [`scheduler`]
+//!   scans to submit time-driven system commands through the same writer.
+//!
+//! Snapshots are bincode and rebuildable: a snapshot whose format version
+//! differs is ignored and the member is rebuilt from its stream.
+
+pub mod scheduler;
+
+use crate::domain::{self, Command, Member, Program, ProgramCommand, Rules, TransferPoints};
+use crate::error::{Rejection, StoreError};
+use crate::ids::{MemberId, ProgramId, StreamName};
+use crate::record;
+use crate::store::{CF_DUE, CF_SNAPSHOTS, Store, keys};
+use crate::writer::{DecideError, Decider, Emitted, Envelope};
+use serde::{Deserialize, Serialize};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// Members kept in memory before the cache is trimmed.
+pub const MEMBER_CACHE_ENTRIES_MAX: usize = 200_000;
+/// Bumped whenever [`Member`]'s shape changes: older snapshots are ignored.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+
+/// A command of the ledger, as the writer receives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LedgerCommand {
+    /// Define a program or change its rules (the program's stream).
+    Program(ProgramCommand),
+    /// A command about one member (the member's stream).
+    Member {
+        /// The member.
+        member_id: MemberId,
+        /// What to do.
+        command: Command,
+    },
+    /// Move points between two members (one event in each stream).
+    Transfer(TransferPoints),
+}
+
+/// A member snapshot as stored: the state after `stream_version` events.
+#[derive(Serialize, Deserialize)]
+struct Snapshot {
+    format_version: u32,
+    stream_version: u64,
+    member: Member,
+}
+
+struct Cached {
+    member: Member,
+    stream_version: u64,
+    /// The due entry currently stored for this member.
+    due: Option<(i64, u8)>,
+}
+
+/// The decider of a real ledger: programs and members in memory.
+#[derive(Default)]
+pub struct LedgerDecider {
+    programs: HashMap<ProgramId, Arc<Program>>,
+    members: HashMap<StreamName, Cached>,
+    /// Members changed since the last `stage`, with their program and id.
+    dirty: HashSet<StreamName>,
+}
+
+fn store_error(error: impl std::fmt::Display, position: u64) -> DecideError {
+    DecideError::Store(StoreError::Corrupt {
+        position,
+        reason: error.to_string(),
+    })
+}
+
+/// Prefix of the time-ordered due entries in the `due` family.
+pub const DUE_BY_TIME_PREFIX: u8 = b't';
+/// Prefix of the per-member due entries (which time-ordered key a member has).
+pub const DUE_BY_MEMBER_PREFIX: u8 = b'm';
+
+/// Time-ordered due key: `'t' || be_u64(due_us) || kind || member stream`, so
+/// a scan of the `'t'` prefix walks due work in due-time order.
+pub fn due_key(due_us: i64, kind: u8, stream: &StreamName) -> Vec<u8> {
+    let mut key = Vec::with_capacity(10 + stream.as_str().len());
+    key.push(DUE_BY_TIME_PREFIX);
+    // Due times before 1970 do not occur (business time is validated to be
+    // after the epoch); clamping keeps the key order total regardless.
+    key.extend_from_slice(&(due_us.max(0) as u64).to_be_bytes());
+    key.push(kind);
+    key.extend_from_slice(stream.as_str().as_bytes());
+    key
+}
+
+/// Per-member due key: `'m' || member stream` -> `be_u64(due_us) || kind`.
+fn member_due_key(stream: &StreamName) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + stream.as_str().len());
+    key.push(DUE_BY_MEMBER_PREFIX);
+    key.extend_from_slice(stream.as_str().as_bytes());
+    key
+}
+
+impl LedgerDecider {
+    /// An engine with empty caches.
+    pub fn new() -> Self {
+        LedgerDecider::default()
+    }
+
+    fn program(
+        &mut self,
+        store: &Store,
+        program_id: &ProgramId,
+    ) -> Result<Arc<Program>, DecideError> {
+        if let Some(program) = self.programs.get(program_id) {
+            return Ok(program.clone());
+        }
+        let stream = StreamName::program(program_id);
+        let mut program = Program::default();
+        for stored in store.read_stream(&stream, 1, usize::MAX)? {
+            let record = stored.decode()?;
+            let event =
+                record::event_from_record(&record).map_err(|e| store_error(e, stored.position))?;
+            domain::apply_program(&mut program, &event);
+        }
+        let program = Arc::new(program);
+        self.programs.insert(program_id.clone(), program.clone());
+        Ok(program)
+    }
+
+    fn rules(
+        &mut self,
+        store: &Store,
+        program_id: &ProgramId,
+    ) -> Result<Arc<Program>, DecideError> {
+        let program = self.program(store, program_id)?;
+        if program.rules().is_none() {
+            return Err(Rejection {
+                field: Some("program_id".into()),
+                ..Rejection::new(
+                    "unknown_program",
+                    format!("program `{program_id}` is not defined"),
+                )
+            }
+            .into());
+        }
+        Ok(program)
+    }
+
+    fn load_member(&mut self, store: &Store, stream: &StreamName) -> Result<(), DecideError> {
+        if !self.members.contains_key(stream) {
+            let cached = load_cached(store, stream, true)?;
+            self.members.insert(stream.clone(), cached);
+        }
+        Ok(())
+    }
+
+    /// Applies `events` to the cached member and emits them on its stream.
+    fn emit(&mut self, stream: &StreamName, events: Vec<domain::Event>, out: &mut Vec<Emitted>) {
+        let Some(cached) = self.members.get_mut(stream) else {
+            debug_assert!(false, "a member is loaded before its events are emitted");
+            return;
+        };
+        for event in events {
+            domain::apply(&mut cached.member, &event);
+            cached.stream_version += 1;
+            out.push(Emitted {
+                stream: stream.clone(),
+                occurred_at_us: event.occurred_at_us,
+                event: crate::pb::Event::from(&event.kind),
+            });
+        }
+        self.dirty.insert(stream.clone());
+    }
+
+    fn decide_member(
+        &mut self,
+        store: &Store,
+        program_id: &ProgramId,
+        member_id: &MemberId,
+        command: &Command,
+        now_us: i64,
+        out: &mut Vec<Emitted>,
+    ) -> Result<(), DecideError> {
+        let program = self.rules(store, program_id)?;
+        let rules: &Rules = program
+            .rules()
+            .ok_or_else(|| Rejection::new("unknown_program", "program is not defined"))?;
+        let stream = StreamName::member(program_id, member_id);
+        self.load_member(store, &stream)?;
+        let member = &self
+            .members
+            .get(&stream)
+            .ok_or_else(|| store_error("member not loaded", 0))?
+            .member;
+        let events = domain::decide(member, command, rules, now_us).map_err(Rejection::from)?;
+        self.emit(&stream, events, out);
+        Ok(())
+    }
+
+    fn decide_transfer(
+        &mut self,
+        store: &Store,
+        program_id: &ProgramId,
+        transfer: &TransferPoints,
+        now_us: i64,
+        out: &mut Vec<Emitted>,
+    ) -> Result<(), DecideError> {
+        let program = self.rules(store, program_id)?;
+        let rules: &Rules = program
+            .rules()
+            .ok_or_else(|| Rejection::new("unknown_program", "program is not defined"))?;
+        let from = StreamName::member(program_id, &transfer.from_member_id);
+        let to = StreamName::member(program_id, &transfer.to_member_id);
+        self.load_member(store, &from)?;
+        self.load_member(store, &to)?;
+        let (Some(sender), Some(receiver)) = (self.members.get(&from), self.members.get(&to))
+        else {
+            return Err(store_error("member not loaded", 0));
+        };
+        let (sent, received) =
+            domain::decide_transfer(&sender.member, &receiver.member, transfer, rules, now_us)
+                .map_err(Rejection::from)?;
+        self.emit(&from, sent, out);
+        self.emit(&to, received, out);
+        Ok(())
+    }
+}
+
+/// Loads a member: from its snapshot plus any later events of its stream
+/// when `use_snapshot`, else by replaying the whole stream.
+fn load_cached(
+    store: &Store,
+    stream: &StreamName,
+    use_snapshot: bool,
+) -> Result<Cached, DecideError> {
+    let snapshot = if use_snapshot {
+        store
+            .db()
+            .get_pinned_cf(store.cf(CF_SNAPSHOTS), stream.as_str().as_bytes())
+            .map_err(StoreError::from)?
+    } else {
+        None
+    };
+    let snapshot = snapshot.and_then(|bytes| {
+        bincode::serde::decode_from_slice::<Snapshot, _>(&bytes, bincode::config::standard())
+            .ok()
+            .map(|(snapshot, _)| snapshot)
+            .filter(|snapshot| snapshot.format_version == SNAPSHOT_FORMAT_VERSION)
+    });
+    let (mut member, mut stream_version) = match snapshot {
+        Some(snapshot) => (snapshot.member, snapshot.stream_version),
+        None => (Member::default(), 0),
+    };
+    // Events after the snapshot: none when snapshots are current, all of them
+    // when the snapshot is missing or of an older format.
+    for stored in store.read_stream(stream, stream_version + 1, usize::MAX)? {
+        let record = stored.decode()?;
+        let event =
+            record::event_from_record(&record).map_err(|e| store_error(e, stored.position))?;
+        domain::apply(&mut member, &event);
+        stream_version = record.stream_version;
+    }
+    let due = match store
+        .db()
+        .get_pinned_cf(store.cf(CF_DUE), member_due_key(stream))
+        .map_err(StoreError::from)?
+    {
+        Some(value) if value.len() == 9 => {
+            let due_us = keys::parse_position_key(&value[..8]).unwrap_or(0);
+            Some((due_us as i64, value[8]))
+        }
+        Some(_) => return Err(store_error(format!("bad due entry for {stream}"), 0)),
+        None => None,
+    };
+    Ok(Cached {
+        member,
+        stream_version,
+        due,
+    })
+}
+
+/// A member's write-model state as the writer loads it: its snapshot plus
+/// any later events of its stream.
+pub fn load_member(
+    store: &Store,
+    program_id: &ProgramId,
+    member_id: &MemberId,
+) -> Result<Member, DecideError> {
+    Ok(load_cached(store, &StreamName::member(program_id, member_id), true)?.member)
+}
+
+/// A member's state rebuilt from its whole stream, ignoring snapshots: what
+/// an auditor's replay gives.
+pub fn replay_member(
+    store: &Store,
+    program_id: &ProgramId,
+    member_id: &MemberId,
+) -> Result<Member, DecideError> {
+    Ok(load_cached(store, &StreamName::member(program_id, member_id), false)?.member)
+}
+
+impl Decider for LedgerDecider {
+    type Command = LedgerCommand;
+
+    fn primary_stream(&self, envelope: &Envelope<LedgerCommand>) -> StreamName {
+        match &envelope.command {
+            LedgerCommand::Program(_) => StreamName::program(&envelope.program_id),
+            LedgerCommand::Member { member_id, .. } => {
+                StreamName::member(&envelope.program_id, member_id)
+            }
+            LedgerCommand::Transfer(transfer) => {
+                StreamName::member(&envelope.program_id, &transfer.from_member_id)
+            }
+        }
+    }
+
+    fn decide(
+        &mut self,
+        store: &Store,
+        envelope: &Envelope<LedgerCommand>,
+        _recorded_at_us: i64,
+        out: &mut Vec<Emitted>,
+    ) -> Result<(), DecideError> {
+        let now_us = envelope.occurred_at_us;
+        match &envelope.command {
+            LedgerCommand::Program(command) => {
+                let program = self.program(store, &envelope.program_id)?;
+                let events =
+                    domain::decide_program(&program, command, now_us).map_err(Rejection::from)?;
+                let mut next = (*program).clone();
+                let stream = StreamName::program(&envelope.program_id);
+                for event in events {
+                    domain::apply_program(&mut next, &event);
+                    out.push(Emitted {
+                        stream: stream.clone(),
+                        occurred_at_us: event.occurred_at_us,
+                        event: crate::pb::Event::from(&event.kind),
+                    });
+                }
+                self.programs
+                    .insert(envelope.program_id.clone(), Arc::new(next));
+                Ok(())
+            }
+            LedgerCommand::Member { member_id, command } => {
+                self.decide_member(store, &envelope.program_id, member_id, command, now_us, out)
+            }
+            LedgerCommand::Transfer(transfer) => {
+                self.decide_transfer(store, &envelope.program_id, transfer, now_us, out)
+            }
+        }
+    }
+
+    fn discard(&mut self) {
+        self.programs.clear();
+        self.members.clear();
+        self.dirty.clear();
+    }
+
+    fn stage(&mut self, store: &Store, batch: &mut rocksdb::WriteBatch) {
+        for stream in self.dirty.drain() {
+            let Some(cached) = self.members.get_mut(&stream) else {
+                continue;
+            };
+            let program_id = stream_program(&stream);
+            let next_due = program_id
+                .and_then(|program_id| self.programs.get(&program_id))
+                .and_then(|program| {
+                    program
+                        .rules()
+                        .and_then(|rules| cached.member.next_due(rules))
+                })
+                .map(|(due_us, kind)| (due_us, kind as u8));
+            if next_due != cached.due {
+                if let Some((due_us, kind)) = cached.due {
+                    batch.delete_cf(store.cf(CF_DUE), due_key(due_us, kind, &stream));
+                }
+                match next_due {
+                    Some((due_us, kind)) => {
+                        batch.put_cf(store.cf(CF_DUE), due_key(due_us, kind, &stream), []);
+                        let mut value = (due_us.max(0) as u64).to_be_bytes().to_vec();
+                        value.push(kind);
+                        batch.put_cf(store.cf(CF_DUE), member_due_key(&stream), value);
+                    }
+                    None => batch.delete_cf(store.cf(CF_DUE), member_due_key(&stream)),
+                }
+                cached.due = next_due;
+            }
+            let snapshot = Snapshot {
+                format_version: SNAPSHOT_FORMAT_VERSION,
+                stream_version: cached.stream_version,
+                member: cached.member.clone(),
+            };
+            match bincode::serde::encode_to_vec(&snapshot, bincode::config::standard()) {
+                Ok(bytes) => {
+                    batch.put_cf(store.cf(CF_SNAPSHOTS), stream.as_str().as_bytes(), bytes)
+                }
+                // Without a snapshot the member is rebuilt from its stream on
+                // the next load: slower, never wrong.
+                Err(error) => tracing::error!(%error, %stream, "snapshot encoding failed"),
+            }
+        }
+    }
+
+    fn needs_trim(&self) -> bool {
+        self.members.len() > MEMBER_CACHE_ENTRIES_MAX
+    }
+
+    fn trim(&mut self) {
+        self.members.clear();
+        self.dirty.clear();
+    }
+}
+
+/// The program of a member stream name (`member/{program}/{member}`).
+fn stream_program(stream: &StreamName) -> Option<ProgramId> {
+    let mut parts = stream.as_str().split('/');
+    match (parts.next(), parts.next()) {
+        (Some("member"), Some(program)) => ProgramId::parse("stream", program).ok(),
+        _ => None,
+    }
+}

@@ -1,0 +1,211 @@
+//! Time-driven work: maturing pending points, lot expiry, inactivity expiry
+//! and tier period ends.
+//!
+//! The engine keeps, for every member, one entry in the `due` family: the
+//! earliest time at which something is due for it, written in the same batch
+//! as the events that set it. The scheduler scans that family in key order
+//! (due-time order), and submits for each entry due by "now" the member's
+//! system command through the ordinary writer, with `occurred_at` = the due
+//! time and principal `system`. The domain's system commands do everything
+//! due up to their time, so one entry per member is enough, and a server that
+//! was stopped for a month catches up in due-time order when it starts.
+//!
+//! The results are ordinary events; a replay reads them and never runs the
+//! scheduler. Each submission's idempotency key is derived from the entry,
+//! so submitting the same due entry twice applies it once.
+
+use super::{DUE_BY_TIME_PREFIX, LedgerCommand, due_key};
+use crate::clock::Clock;
+use crate::domain::{Command, DueKind};
+use crate::error::{CommandError, StoreError};
+use crate::ids::{IdempotencyKey, MemberId, ProgramId};
+use crate::limits::SUBMIT_BATCH_COMMANDS_MAX;
+use crate::store::{CF_DUE, Store, keys};
+use crate::writer::{Envelope, WriterHandle};
+use sha2::{Digest, Sha256};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Due entries read per scan.
+pub const SCHEDULER_SCAN_ENTRIES_MAX: usize = 10_000;
+
+/// A due entry: the member and what is due when.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueEntry {
+    /// When it is due.
+    pub due_us: i64,
+    /// The earliest kind of work due then.
+    pub kind: DueKind,
+    /// The member's program.
+    pub program_id: ProgramId,
+    /// The member.
+    pub member_id: MemberId,
+}
+
+fn kind_from_byte(byte: u8) -> Option<DueKind> {
+    [
+        DueKind::MaturePending,
+        DueKind::ExpireLot,
+        DueKind::ExpireInactive,
+        DueKind::EvaluateTier,
+    ]
+    .into_iter()
+    .find(|kind| *kind as u8 == byte)
+}
+
+fn parse_entry(key: &[u8]) -> Option<DueEntry> {
+    let (prefix, key) = key.split_first()?;
+    if *prefix != DUE_BY_TIME_PREFIX {
+        return None;
+    }
+    let (due, rest) = key.split_at_checked(8)?;
+    let (kind, stream) = rest.split_first()?;
+    let stream = std::str::from_utf8(stream).ok()?;
+    let mut parts = stream.split('/');
+    let (Some("member"), Some(program), Some(member), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    Some(DueEntry {
+        due_us: i64::try_from(keys::parse_position_key(due)?).ok()?,
+        kind: kind_from_byte(*kind)?,
+        program_id: ProgramId::parse("stream", program).ok()?,
+        member_id: MemberId::parse("stream", member).ok()?,
+    })
+}
+
+/// Reads the entries due at or before `now_us`, earliest first.
+pub fn due_entries(store: &Store, now_us: i64, max: usize) -> Result<Vec<DueEntry>, StoreError> {
+    let mut out = Vec::new();
+    let mut iter = store.db().raw_iterator_cf(store.cf(CF_DUE));
+    iter.seek([DUE_BY_TIME_PREFIX]);
+    while let Some(key) = iter.key() {
+        if out.len() >= max || key.first() != Some(&DUE_BY_TIME_PREFIX) {
+            break;
+        }
+        let Some(entry) = parse_entry(key) else {
+            return Err(StoreError::Corrupt {
+                position: 0,
+                reason: "unreadable due entry".into(),
+            });
+        };
+        if entry.due_us > now_us {
+            break;
+        }
+        out.push(entry);
+        iter.next();
+    }
+    iter.status()?;
+    Ok(out)
+}
+
+fn command_for(kind: DueKind) -> Command {
+    match kind {
+        DueKind::MaturePending => Command::MaturePending,
+        DueKind::ExpireLot => Command::ExpireLots,
+        DueKind::ExpireInactive => Command::ExpireInactive,
+        DueKind::EvaluateTier => Command::EvaluateTier,
+    }
+}
+
+/// The envelope of an entry's system command; its key is derived from the
+/// entry, so the same entry is applied once however often it is submitted.
+pub fn system_envelope(entry: &DueEntry) -> Result<Envelope<LedgerCommand>, CommandError> {
+    let stream = crate::ids::StreamName::member(&entry.program_id, &entry.member_id);
+    let digest = Sha256::digest(due_key(entry.due_us, entry.kind as u8, &stream));
+    let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
+    Ok(Envelope {
+        program_id: entry.program_id.clone(),
+        idempotency_key: IdempotencyKey::parse("idempotency_key", &format!("system:due:{hex}"))?,
+        occurred_at_us: entry.due_us,
+        principal: "system".into(),
+        metadata: vec![],
+        expected_version: None,
+        command: LedgerCommand::Member {
+            member_id: entry.member_id.clone(),
+            command: command_for(entry.kind),
+        },
+    })
+}
+
+/// Submits the system commands of everything due at `now_us`.
+#[derive(Clone)]
+pub struct Scheduler {
+    store: Store,
+    writer: WriterHandle<LedgerCommand>,
+    clock: Arc<dyn Clock>,
+}
+
+impl Scheduler {
+    /// A scheduler over `store`, submitting through `writer`.
+    pub fn new(store: Store, writer: WriterHandle<LedgerCommand>, clock: Arc<dyn Clock>) -> Self {
+        Scheduler {
+            store,
+            writer,
+            clock,
+        }
+    }
+
+    /// Submits, in due-time order, the system command of every entry due at
+    /// or before `now_us`, until none is left. Returns how many were
+    /// submitted. An entry whose command fails is logged and skipped for this
+    /// round, so one bad member cannot stall the others.
+    pub async fn run_due(&self, now_us: i64) -> Result<usize, CommandError> {
+        let mut submitted = 0usize;
+        loop {
+            let store = self.store.clone();
+            let entries = tokio::task::spawn_blocking(move || {
+                due_entries(&store, now_us, SCHEDULER_SCAN_ENTRIES_MAX)
+            })
+            .await
+            .map_err(|error| CommandError::Unavailable(error.to_string()))?
+            .map_err(|error| CommandError::Unavailable(error.to_string()))?;
+            if entries.is_empty() {
+                return Ok(submitted);
+            }
+            let mut progressed = false;
+            for chunk in entries.chunks(SUBMIT_BATCH_COMMANDS_MAX) {
+                let envelopes = chunk
+                    .iter()
+                    .map(system_envelope)
+                    .collect::<Result<Vec<_>, _>>()?;
+                let results = self.writer.submit_many(envelopes).await?;
+                for (entry, result) in chunk.iter().zip(results) {
+                    submitted += 1;
+                    match result {
+                        Ok(appended) if !appended.replayed => progressed = true,
+                        Ok(_) => {}
+                        Err(error) => tracing::warn!(?entry, %error, "scheduled command failed"),
+                    }
+                }
+            }
+            if !progressed {
+                // Every entry was already applied or failed: what is left
+                // is not due work this round can do.
+                return Ok(submitted);
+            }
+        }
+    }
+
+    /// Runs `run_due` with the engine clock's time every `interval` until
+    /// `stopping` turns true.
+    pub async fn run(self, interval: Duration, mut stopping: watch::Receiver<bool>) {
+        let mut ticker = tokio::time::interval(interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = ticker.tick() => {}
+                changed = stopping.changed() => {
+                    if changed.is_err() || *stopping.borrow() {
+                        return;
+                    }
+                }
+            }
+            if let Err(error) = self.run_due(self.clock.now_us()).await {
+                tracing::warn!(%error, "scheduler round failed; retrying next tick");
+            }
+        }
+    }
+}
