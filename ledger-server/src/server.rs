@@ -4,15 +4,20 @@
 use crate::audit::AuditService;
 use crate::pb;
 use anyhow::Context;
-use ledger_core::clock::SystemClock;
-use ledger_core::error::CommandError;
+use ledger_core::clock::{Clock, SystemClock};
+use ledger_core::domain::{
+    LotExpiry, LotExpiryRule, ProgramCommand, ProgramRules, Rounding, ShortfallPolicy, Tier,
+    TierMeasure,
+};
+use ledger_core::engine::scheduler::Scheduler;
+use ledger_core::engine::{LedgerCommand, LedgerDecider};
 use ledger_core::ids::{IdempotencyKey, ProgramId, StreamName};
-use ledger_core::pb as record;
 use ledger_core::store::Store;
-use ledger_core::writer::{Append, Envelope, PassThrough, Writer, WriterConfig, WriterHandle};
+use ledger_core::writer::{Envelope, Writer, WriterConfig, WriterHandle};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
@@ -29,20 +34,25 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
 }
 
-/// The rules of the default program: one point per currency unit in USD,
-/// three tiers, lots expiring at the end of the 12th month after the month
-/// earned, 30 pending days for purchases.
-pub fn default_rules() -> record::ProgramRules {
-    let tier = |name: &str, threshold: i64, multiplier_bps: i64| record::Tier {
+/// How often the scheduler looks for due work (maturing, expiry, tier
+/// period ends). Work is recorded at its due time whatever the tick.
+pub const SCHEDULER_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The rules of the default program: one point per 1.00 USD, three tiers on
+/// qualifying points per calendar year with a soft landing, purchase points
+/// pending for 30 days, lots expiring at the end of the 12th month after the
+/// month earned, and returns beyond the balance forfeited.
+pub fn default_rules() -> ProgramRules {
+    let tier = |name: &str, threshold: i64, earn_multiplier_bps: i64| Tier {
         name: name.into(),
         threshold,
-        earn_multiplier_bps: multiplier_bps,
+        earn_multiplier_bps,
     };
-    record::ProgramRules {
+    ProgramRules {
         name: "Default program".into(),
         currency: "USD".into(),
         earn_rate_bps: 10_000,
-        rounding: record::Rounding::Floor as i32,
+        rounding: Rounding::Floor,
         point_value_minor_units: 1,
         point_value_per_points: 1,
         tiers: vec![
@@ -50,87 +60,101 @@ pub fn default_rules() -> record::ProgramRules {
             tier("Silver", 500, 12_500),
             tier("Gold", 2_000, 15_000),
         ],
-        tier_measure: record::TierMeasure::QualifyingPoints as i32,
+        tier_measure: TierMeasure::QualifyingPoints,
         tier_window_days: 0,
         tier_soft_landing: true,
         campaigns: vec![],
-        lot_expiry: Some(record::LotExpiry {
-            rule: Some(record::lot_expiry::Rule::AfterMonthsEnd(12)),
+        lot_expiry: Some(LotExpiry {
+            rule: Some(LotExpiryRule::AfterMonthsEnd(12)),
         }),
         inactivity_expiry_days: 0,
         pending_days: 30,
         bonus_points_pending: false,
         min_redeem_points: 1,
-        return_policy: record::ShortfallPolicy::Forfeit as i32,
+        return_policy: ShortfallPolicy::Forfeit,
     }
 }
 
-/// Appends `ProgramDefined` for the default program if its stream is empty.
-/// The fixed idempotency key makes this safe to run at every start.
-pub async fn ensure_default_program(writer: &WriterHandle<Append>) -> anyhow::Result<()> {
+/// Defines the default program unless its stream already has events.
+///
+/// The check comes first because the definition's request differs from one
+/// start to the next (its time, and the default rules of the version that
+/// first ran), so its idempotency key alone cannot say "already done".
+/// `expected_version` 0 still guards against two definitions racing.
+pub async fn ensure_default_program(
+    store: &Store,
+    writer: &WriterHandle<LedgerCommand>,
+    now_us: i64,
+) -> anyhow::Result<()> {
     let program_id = ProgramId::parse("program_id", DEFAULT_PROGRAM_ID)?;
-    let event = record::Event {
-        kind: Some(record::event::Kind::ProgramDefined(
-            record::ProgramDefined {
-                rules: Some(default_rules()),
-            },
-        )),
-    };
+    if store.stream_version(&StreamName::program(&program_id))? > 0 {
+        return Ok(());
+    }
     let envelope = Envelope {
-        program_id: program_id.clone(),
+        program_id,
         idempotency_key: IdempotencyKey::parse(
             "idempotency_key",
             "ledgerd:define-default-program",
         )?,
-        occurred_at_us: 0,
+        occurred_at_us: now_us,
         principal: "system".into(),
         metadata: vec![],
         expected_version: Some(0),
-        command: Append::new([(StreamName::program(&program_id), event)]),
+        command: LedgerCommand::Program(ProgramCommand::DefineProgram {
+            rules: default_rules(),
+        }),
     };
-    match writer.submit(envelope).await {
-        Ok(appended) if !appended.replayed => {
-            tracing::info!(
-                position = appended.first_position,
-                "defined the default program"
-            );
-            Ok(())
-        }
-        // Already defined by an earlier start.
-        Ok(_) | Err(CommandError::VersionConflict { .. }) => Ok(()),
-        Err(error) => Err(error).context("defining the default program"),
-    }
+    let appended = writer
+        .submit(envelope)
+        .await
+        .context("defining the default program")?;
+    tracing::info!(
+        position = appended.first_position,
+        "defined the default program"
+    );
+    Ok(())
 }
 
 /// A server bound to its address.
 pub struct Bound {
     listener: TcpListener,
     store: Store,
-    writer: Writer<Append>,
+    writer: Writer<LedgerCommand>,
+    clock: Arc<dyn Clock>,
 }
 
 impl Bound {
-    /// Opens the store, starts the writer and binds the listener.
+    /// Opens the store, starts the writer, defines the default program if
+    /// needed and binds the listener.
     pub async fn open(options: &ServeOptions) -> anyhow::Result<Bound> {
         crate::config::check_listen(options.listen)?;
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("creating data directory {}", options.data_dir.display()))?;
         let store = Store::open(&options.data_dir)
             .with_context(|| format!("opening store in {}", options.data_dir.display()))?;
-        let writer = Writer::start(
-            store.clone(),
-            PassThrough,
-            WriterConfig::with_clock(Arc::new(SystemClock)),
-        )?;
-        ensure_default_program(&writer.handle()).await?;
-        let listener = TcpListener::bind(options.listen)
-            .await
-            .with_context(|| format!("binding {}", options.listen))?;
-        Ok(Bound {
-            listener,
-            store,
-            writer,
-        })
+        let clock: Arc<dyn Clock> = Arc::new(SystemClock);
+        let config = WriterConfig::with_clock(clock.clone());
+        let writer = Writer::start(store.clone(), LedgerDecider::new(), config)?;
+        let ready = async {
+            ensure_default_program(&store, &writer.handle(), clock.now_us()).await?;
+            TcpListener::bind(options.listen)
+                .await
+                .with_context(|| format!("binding {}", options.listen))
+        };
+        match ready.await {
+            Ok(listener) => Ok(Bound {
+                listener,
+                store,
+                writer,
+                clock,
+            }),
+            Err(error) => {
+                // Stop the writer's threads before the store closes, so a
+                // failed start exits cleanly.
+                tokio::task::spawn_blocking(move || writer.shutdown()).await?;
+                Err(error)
+            }
+        }
     }
 
     /// The address actually bound (useful with port 0).
@@ -139,20 +163,24 @@ impl Bound {
     }
 
     /// A handle on the writer, for in-process callers (tests, tools).
-    pub fn writer(&self) -> WriterHandle<Append> {
+    pub fn writer(&self) -> WriterHandle<LedgerCommand> {
         self.writer.handle()
     }
 
-    /// Serves until `shutdown` completes, then drains the writer.
+    /// Serves until `shutdown` completes; then ends open subscriptions, stops
+    /// the scheduler and drains the writer, answering every queued command.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {
         let Bound {
             listener,
             store,
             writer,
+            clock,
         } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
-        let audit = AuditService::new(store.clone(), writer.handle().head(), stopping_rx);
+        let audit = AuditService::new(store.clone(), writer.handle().head(), stopping_rx.clone());
+        let scheduler = Scheduler::new(store.clone(), writer.handle(), clock);
+        let scheduler = tokio::spawn(scheduler.run(SCHEDULER_INTERVAL, stopping_rx));
         health
             .set_serving::<pb::audit_server::AuditServer<AuditService>>()
             .await;
@@ -175,12 +203,15 @@ impl Bound {
             .add_service(pb::audit_server::AuditServer::new(audit))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown.await;
-                // Ends open subscriptions; the receivers outlive this call
-                // inside the service, so the send cannot fail while serving.
+                // Ends open subscriptions and the scheduler; their receivers
+                // live inside the service, so the send cannot fail here.
                 let _ = stopping_tx.send(true);
             })
             .await?;
         tracing::info!("stopped accepting calls; draining the writer");
+        if let Err(error) = scheduler.await {
+            tracing::error!(%error, "the scheduler task failed");
+        }
         tokio::task::spawn_blocking(move || writer.shutdown()).await?;
         drop(store);
         Ok(())
