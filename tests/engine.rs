@@ -362,3 +362,60 @@ async fn state_after_restart_equals_a_replay_and_downtime_is_caught_up() {
     }
     engine.close();
 }
+
+/// Found by `engine_model`: a member whose inactivity expiry had run got
+/// points by transfer (which is not activity), so the same expiry was due
+/// again at the same instant. The scheduler's idempotency key was derived
+/// from (due time, kind, member) only, so the second expiry was answered as
+/// a replay of the first and the points never expired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_due_entry_that_recurs_at_the_same_instant_runs_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut engine = Engine::open(dir.path(), ManualClock::new(T0_US));
+    let mut program_rules = ProgramRules::basic("USD");
+    program_rules.inactivity_expiry_days = 180;
+    let define = LedgerCommand::Program(ProgramCommand::DefineProgram {
+        rules: program_rules,
+    });
+    engine.run(define).await.expect("define");
+    let purchase = Command::RecordPurchase {
+        order_id: "o-1".into(),
+        spend: usd(1_00),
+        tags: vec![],
+    };
+    engine
+        .member_command("ben", purchase)
+        .await
+        .expect("purchase");
+    engine.clock.advance(180 * DAY_US);
+    engine.run_due().await;
+    assert_eq!(
+        engine.state("ben").balance_points(),
+        Points::new(0),
+        "inactive for 180 days"
+    );
+    let award = Command::AwardPoints {
+        reason: "gift".into(),
+        points: Points::new(91),
+    };
+    engine.member_command("cat", award).await.expect("award");
+    let transfer = TransferPoints {
+        transfer_id: "t-1".into(),
+        from_member_id: member("cat"),
+        to_member_id: member("ben"),
+        points: Points::new(1),
+    };
+    engine
+        .run(LedgerCommand::Transfer(transfer))
+        .await
+        .expect("transfer");
+    engine.clock.advance(60_000_000);
+    engine.run_due().await;
+    let ben = engine.state("ben");
+    assert_eq!(
+        ben.balance_points(),
+        Points::new(0),
+        "the received point expires too: {ben:?}"
+    );
+    engine.close();
+}

@@ -80,8 +80,9 @@ pub const DUE_BY_TIME_PREFIX: u8 = b't';
 /// Prefix of the per-member due entries (which time-ordered key a member has).
 pub const DUE_BY_MEMBER_PREFIX: u8 = b'm';
 
-/// Time-ordered due key: `'t' || be_u64(due_us) || kind || member stream`, so
-/// a scan of the `'t'` prefix walks due work in due-time order.
+/// Time-ordered due key: `'t' || be_u64(due_us) || kind || member stream`
+/// -> `be_u64(stream_version)` when the entry was made. A scan of the `'t'`
+/// prefix walks due work in due-time order.
 pub fn due_key(due_us: i64, kind: u8, stream: &StreamName) -> Vec<u8> {
     let mut key = Vec::with_capacity(10 + stream.as_str().len());
     key.push(DUE_BY_TIME_PREFIX);
@@ -377,7 +378,15 @@ impl Decider for LedgerDecider {
                 }
                 match next_due {
                     Some((due_us, kind)) => {
-                        batch.put_cf(store.cf(CF_DUE), due_key(due_us, kind, &stream), []);
+                        // The value is the stream version the entry was made
+                        // at: the scheduler's idempotency key includes it,
+                        // so an entry that recurs at the same instant after
+                        // new events is a new command, not a replay.
+                        batch.put_cf(
+                            store.cf(CF_DUE),
+                            due_key(due_us, kind, &stream),
+                            cached.stream_version.to_be_bytes(),
+                        );
                         let mut value = (due_us.max(0) as u64).to_be_bytes().to_vec();
                         value.push(kind);
                         batch.put_cf(store.cf(CF_DUE), member_due_key(&stream), value);

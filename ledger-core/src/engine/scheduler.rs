@@ -41,6 +41,8 @@ pub struct DueEntry {
     pub program_id: ProgramId,
     /// The member.
     pub member_id: MemberId,
+    /// The member's stream version when the entry was made.
+    pub stream_version: u64,
 }
 
 fn kind_from_byte(byte: u8) -> Option<DueKind> {
@@ -54,7 +56,7 @@ fn kind_from_byte(byte: u8) -> Option<DueKind> {
     .find(|kind| *kind as u8 == byte)
 }
 
-fn parse_entry(key: &[u8]) -> Option<DueEntry> {
+fn parse_entry(key: &[u8], value: &[u8]) -> Option<DueEntry> {
     let (prefix, key) = key.split_first()?;
     if *prefix != DUE_BY_TIME_PREFIX {
         return None;
@@ -73,6 +75,7 @@ fn parse_entry(key: &[u8]) -> Option<DueEntry> {
         kind: kind_from_byte(*kind)?,
         program_id: ProgramId::parse("stream", program).ok()?,
         member_id: MemberId::parse("stream", member).ok()?,
+        stream_version: keys::parse_position_key(value)?,
     })
 }
 
@@ -85,7 +88,7 @@ pub fn due_entries(store: &Store, now_us: i64, max: usize) -> Result<Vec<DueEntr
         if out.len() >= max || key.first() != Some(&DUE_BY_TIME_PREFIX) {
             break;
         }
-        let Some(entry) = parse_entry(key) else {
+        let Some(entry) = parse_entry(key, iter.value().unwrap_or_default()) else {
             return Err(StoreError::Corrupt {
                 position: 0,
                 reason: "unreadable due entry".into(),
@@ -110,11 +113,17 @@ fn command_for(kind: DueKind) -> Command {
     }
 }
 
-/// The envelope of an entry's system command; its key is derived from the
-/// entry, so the same entry is applied once however often it is submitted.
+/// The envelope of an entry's system command. Its key is derived from the
+/// entry, including the stream version it was made at, so the same entry is
+/// applied once however often it is submitted, while an entry that recurs at
+/// the same instant after new events (points received after an inactivity
+/// expiry, say) is a new command.
 pub fn system_envelope(entry: &DueEntry) -> Result<Envelope<LedgerCommand>, CommandError> {
     let stream = crate::ids::StreamName::member(&entry.program_id, &entry.member_id);
-    let digest = Sha256::digest(due_key(entry.due_us, entry.kind as u8, &stream));
+    let mut hasher = Sha256::new();
+    hasher.update(due_key(entry.due_us, entry.kind as u8, &stream));
+    hasher.update(entry.stream_version.to_be_bytes());
+    let digest = hasher.finalize();
     let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
     Ok(Envelope {
         program_id: entry.program_id.clone(),
