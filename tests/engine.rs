@@ -419,3 +419,50 @@ async fn a_due_entry_that_recurs_at_the_same_instant_runs_again() {
     );
     engine.close();
 }
+
+/// A rules change must reach members who never act again: a program that
+/// switches on inactivity expiry expires a dormant member's points, although
+/// the member's due entry was computed under the old rules.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rules_change_reschedules_dormant_members() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut engine = Engine::open(dir.path(), ManualClock::new(T0_US));
+    let define = ProgramCommand::DefineProgram {
+        rules: ProgramRules::basic("USD"),
+    };
+    engine
+        .run(LedgerCommand::Program(define))
+        .await
+        .expect("define");
+    let purchase = Command::RecordPurchase {
+        order_id: "o-1".into(),
+        spend: usd(5_00),
+        tags: vec![],
+    };
+    engine
+        .member_command("dora", purchase)
+        .await
+        .expect("purchase");
+    engine.clock.advance(DAY_US);
+    assert_eq!(
+        engine.run_due().await,
+        0,
+        "nothing ever expires under the first rules"
+    );
+    let mut stricter = ProgramRules::basic("USD");
+    stricter.inactivity_expiry_days = 180;
+    engine
+        .run(LedgerCommand::Program(ProgramCommand::ChangeRules {
+            rules: stricter,
+        }))
+        .await
+        .expect("change");
+    engine.clock.advance(200 * DAY_US);
+    engine.run_due().await;
+    assert_eq!(
+        engine.state("dora").balance_points(),
+        Points::new(0),
+        "dormant for 201 days"
+    );
+    engine.close();
+}

@@ -5,9 +5,9 @@
 //!
 //! Method: proptest generates a program's rules and a sequence of steps over
 //! three members: purchases, awards, redeems, returns, adjustments,
-//! transfers, clock jumps (minutes to years) followed by a scheduler round,
-//! restarts of the writer, and a write failure injected into the next
-//! command. The reference folds the same commands with `domain::decide` and
+//! transfers, rules changes, clock jumps (minutes to years) followed by a
+//! scheduler round, restarts of the writer, and a write failure injected
+//! into the next command. The reference folds the same commands with `domain::decide` and
 //! `domain::apply` in memory, doing due work per member in due-time order
 //! as the scheduler does. After every step the engine's answer (accepted, or
 //! the rejection code) must match, and every member loaded from the store
@@ -68,6 +68,7 @@ enum Step {
     },
     Restart,
     FailNextWrite,
+    ChangeRules(ProgramRules),
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -88,6 +89,7 @@ fn step() -> impl Strategy<Value = Step> {
             .prop_map(|minutes| Step::Advance { minutes }),
         1 => Just(Step::Restart),
         1 => Just(Step::FailNextWrite),
+        1 => rules().prop_map(Step::ChangeRules),
     ]
 }
 
@@ -141,6 +143,9 @@ fn system_command(kind: DueKind) -> Command {
 /// The pure fold: members in memory, decided and applied directly.
 struct Reference {
     rules: Rules,
+    /// When the rules in force were set: work that the new rules make due
+    /// before then is done at that time, never dated before the rules existed.
+    rules_since_us: i64,
     members: BTreeMap<usize, Member>,
 }
 
@@ -188,14 +193,16 @@ impl Reference {
     }
 
     /// What the scheduler does at `now_us`: every member's due work, in
-    /// due-time order, each at its due time.
+    /// due-time order, each at its due time, or at the last rules change
+    /// when the new rules made it due before they existed.
     fn run_due(&mut self, now_us: i64) {
         let rules = self.rules.clone();
         for member in self.members.values_mut() {
             while let Some((due_us, kind)) =
                 member.next_due(&rules).filter(|(due, _)| *due <= now_us)
             {
-                let events = domain::decide(member, &system_command(kind), &rules, due_us)
+                let at_us = due_us.max(self.rules_since_us);
+                let events = domain::decide(member, &system_command(kind), &rules, at_us)
                     .unwrap_or_default();
                 if events.is_empty() {
                     break;
@@ -287,6 +294,7 @@ async fn run(rules: ProgramRules, steps: Vec<Step>) -> Result<(), TestCaseError>
         .map_err(|e| TestCaseError::fail(e.to_string()))?;
     let mut reference = Reference {
         rules: Rules::from_raw(&rules).map_err(|e| TestCaseError::fail(e.to_string()))?,
+        rules_since_us: T0_US,
         members: BTreeMap::new(),
     };
     let mut orders: BTreeMap<usize, Vec<(String, i64)>> = BTreeMap::new();
@@ -405,6 +413,24 @@ async fn run(rules: ProgramRules, steps: Vec<Step>) -> Result<(), TestCaseError>
                 fail_next = false;
                 engine.close();
                 engine.open();
+                None
+            }
+            Step::ChangeRules(new_rules) => {
+                let change = LedgerCommand::Program(ProgramCommand::ChangeRules {
+                    rules: new_rules.clone(),
+                });
+                let engine_answer = engine.submit(change).await;
+                if std::mem::take(&mut fail_next) {
+                    prop_assert!(
+                        matches!(engine_answer, Err(CommandError::Unavailable(_))),
+                        "{engine_answer:?}"
+                    );
+                } else {
+                    prop_assert!(engine_answer.is_ok(), "{engine_answer:?}");
+                    reference.rules = Rules::from_raw(new_rules)
+                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                    reference.rules_since_us = now_us;
+                }
                 None
             }
             Step::FailNextWrite => {

@@ -21,6 +21,7 @@ use crate::error::{CommandError, StoreError};
 use crate::ids::{IdempotencyKey, MemberId, ProgramId};
 use crate::limits::SUBMIT_BATCH_COMMANDS_MAX;
 use crate::store::{CF_DUE, Store, keys};
+use crate::store::{CF_SNAPSHOTS, CF_STREAM_INDEX};
 use crate::writer::{Envelope, WriterHandle};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -139,6 +140,146 @@ pub fn system_envelope(entry: &DueEntry) -> Result<Envelope<LedgerCommand>, Comm
     })
 }
 
+/// Prefix of the per-program entries of the `due` family: `'p' || program`
+/// -> `be_u64(program stream version)` up to which members were rescheduled.
+pub const DUE_RESCHEDULED_PREFIX: u8 = b'p';
+
+fn rescheduled_key(program_id: &ProgramId) -> Vec<u8> {
+    let mut key = vec![DUE_RESCHEDULED_PREFIX];
+    key.extend_from_slice(program_id.as_str().as_bytes());
+    key
+}
+
+/// A program whose members must be rescheduled under new rules.
+struct RulesChange {
+    program_id: ProgramId,
+    /// Program stream version of the change.
+    version: u64,
+    /// Business time of the change.
+    changed_at_us: i64,
+}
+
+/// Programs whose rules changed since their members were last rescheduled.
+fn programs_to_reschedule(store: &Store) -> Result<Vec<RulesChange>, StoreError> {
+    let mut latest: Vec<(ProgramId, u64, u64)> = Vec::new();
+    let mut iter = store.db().raw_iterator_cf(store.cf(CF_STREAM_INDEX));
+    iter.seek(b"program/");
+    while let Some(key) = iter.key() {
+        let Some(rest) = key.strip_prefix(b"program/") else {
+            break;
+        };
+        let Some(split) = rest.iter().position(|byte| *byte == 0) else {
+            break;
+        };
+        let (name, version) = rest.split_at(split);
+        let program = std::str::from_utf8(name)
+            .ok()
+            .and_then(|n| ProgramId::parse("stream", n).ok());
+        let version = version.get(1..).and_then(keys::parse_position_key);
+        let position = iter.value().and_then(keys::parse_position_key);
+        let (Some(program), Some(version), Some(position)) = (program, version, position) else {
+            return Err(StoreError::Corrupt {
+                position: 0,
+                reason: "bad program stream key".into(),
+            });
+        };
+        match latest.last_mut() {
+            Some((last, last_version, last_position)) if *last == program => {
+                *last_version = version;
+                *last_position = position;
+            }
+            _ => latest.push((program, version, position)),
+        }
+        iter.next();
+    }
+    iter.status()?;
+    let mut out = Vec::new();
+    for (program_id, version, position) in latest {
+        let done = store
+            .db()
+            .get_pinned_cf(store.cf(CF_DUE), rescheduled_key(&program_id))?
+            .and_then(|value| keys::parse_position_key(&value))
+            .unwrap_or(0);
+        if done < version {
+            let record = store
+                .read_range(position, position, 1)?
+                .pop()
+                .ok_or_else(|| StoreError::Corrupt {
+                    position,
+                    reason: "program stream indexes a missing record".into(),
+                })?;
+            let changed_at_us = record.decode()?.occurred_at_us;
+            out.push(RulesChange {
+                program_id,
+                version,
+                changed_at_us,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Members of `program_id` that have a snapshot (every member with events).
+fn program_members(store: &Store, program_id: &ProgramId) -> Result<Vec<MemberId>, StoreError> {
+    let prefix = format!("member/{program_id}/");
+    let mut out = Vec::new();
+    let mut iter = store.db().raw_iterator_cf(store.cf(CF_SNAPSHOTS));
+    iter.seek(prefix.as_bytes());
+    while let Some(key) = iter.key() {
+        let Some(member) = key.strip_prefix(prefix.as_bytes()) else {
+            break;
+        };
+        let member = std::str::from_utf8(member)
+            .ok()
+            .and_then(|m| MemberId::parse("stream", m).ok());
+        match member {
+            Some(member) => out.push(member),
+            None => {
+                return Err(StoreError::Corrupt {
+                    position: 0,
+                    reason: "bad snapshot key".into(),
+                });
+            }
+        }
+        iter.next();
+    }
+    iter.status()?;
+    Ok(out)
+}
+
+fn reschedule_envelope(
+    program_id: &ProgramId,
+    member_id: &MemberId,
+    program_version: u64,
+    occurred_at_us: i64,
+) -> Result<Envelope<LedgerCommand>, CommandError> {
+    let mut hasher = Sha256::new();
+    hasher.update(program_id.as_str().as_bytes());
+    hasher.update(program_version.to_be_bytes());
+    hasher.update(member_id.as_str().as_bytes());
+    let hex: String = hasher
+        .finalize()
+        .iter()
+        .take(16)
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok(Envelope {
+        program_id: program_id.clone(),
+        idempotency_key: IdempotencyKey::parse(
+            "idempotency_key",
+            &format!("system:reschedule:{hex}"),
+        )?,
+        occurred_at_us,
+        principal: "system".into(),
+        metadata: vec![],
+        expected_version: None,
+        command: LedgerCommand::Member {
+            member_id: member_id.clone(),
+            command: Command::MaturePending,
+        },
+    })
+}
+
 /// Submits the system commands of everything due at `now_us`.
 #[derive(Clone)]
 pub struct Scheduler {
@@ -159,9 +300,14 @@ impl Scheduler {
 
     /// Submits, in due-time order, the system command of every entry due at
     /// or before `now_us`, until none is left. Returns how many were
-    /// submitted. An entry whose command fails is logged and skipped for this
+    /// submitted (rescheduling after a rules change, done first, is not
+    /// counted). An entry whose command fails is logged and skipped for this
     /// round, so one bad member cannot stall the others.
     pub async fn run_due(&self, now_us: i64) -> Result<usize, CommandError> {
+        let rescheduled = self.reschedule_after_rule_changes(now_us).await?;
+        if rescheduled > 0 {
+            tracing::info!(rescheduled, "members rescheduled after a rules change");
+        }
         let mut submitted = 0usize;
         loop {
             let store = self.store.clone();
@@ -196,6 +342,83 @@ impl Scheduler {
                 return Ok(submitted);
             }
         }
+    }
+
+    /// After a program's rules change, every member's due entry must be
+    /// recomputed under the new rules, or a member who never acts again
+    /// would keep a schedule from the old ones (inactivity expiry switched
+    /// on, say, would never reach them). Each member of such a program gets a
+    /// no-op system command (MaturePending) dated at the rules change, which
+    /// makes the engine stage its due entry afresh. It is dated at the
+    /// change, not now, because a system command first does all work due by
+    /// its time and records it at that time: work due after the change is
+    /// then left to the scheduler, which records it at its due time. Keys are derived
+    /// from the program version and the member, so a sweep cut short by a
+    /// crash is simply redone. Returns how many commands were submitted.
+    async fn reschedule_after_rule_changes(&self, now_us: i64) -> Result<usize, CommandError> {
+        let unavailable = |error: String| CommandError::Unavailable(error);
+        let store = self.store.clone();
+        let programs = tokio::task::spawn_blocking(move || programs_to_reschedule(&store))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?
+            .map_err(|e| unavailable(e.to_string()))?;
+        let mut submitted = 0usize;
+        for RulesChange {
+            program_id,
+            version,
+            changed_at_us,
+        } in programs
+        {
+            // Version 1 is the definition itself: no member can predate it
+            // (commands for an undefined program are refused).
+            if version == 1 {
+                self.mark_rescheduled(&program_id, version)?;
+                continue;
+            }
+            let store = self.store.clone();
+            let program = program_id.clone();
+            let members = tokio::task::spawn_blocking(move || program_members(&store, &program))
+                .await
+                .map_err(|e| unavailable(e.to_string()))?
+                .map_err(|e| unavailable(e.to_string()))?;
+            for chunk in members.chunks(SUBMIT_BATCH_COMMANDS_MAX) {
+                let envelopes = chunk
+                    .iter()
+                    .map(|member_id| {
+                        reschedule_envelope(
+                            &program_id,
+                            member_id,
+                            version,
+                            changed_at_us.min(now_us),
+                        )
+                    })
+                    .collect::<Result<Vec<_>, _>>()?;
+                for (member_id, result) in
+                    chunk.iter().zip(self.writer.submit_many(envelopes).await?)
+                {
+                    submitted += 1;
+                    if let Err(error) = result {
+                        // Left for the next round: the program stays marked.
+                        tracing::warn!(%program_id, %member_id, %error, "rescheduling failed");
+                        return Ok(submitted);
+                    }
+                }
+            }
+            self.mark_rescheduled(&program_id, version)?;
+        }
+        Ok(submitted)
+    }
+
+    /// Remembers that members of `program_id` are scheduled under the rules
+    /// of `version`. Written outside the writer: it is a cursor over state
+    /// that is itself durable, and losing it only repeats a sweep.
+    fn mark_rescheduled(&self, program_id: &ProgramId, version: u64) -> Result<(), CommandError> {
+        let cf = self.store.cf(CF_DUE);
+        let key = rescheduled_key(program_id);
+        self.store
+            .db()
+            .put_cf(cf, key, version.to_be_bytes())
+            .map_err(|error| CommandError::Unavailable(error.to_string()))
     }
 
     /// Runs `run_due` with the engine clock's time every `interval` until
