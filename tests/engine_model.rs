@@ -11,7 +11,9 @@
 //! `domain::apply` in memory, doing due work per member in due-time order
 //! as the scheduler does. After every step the engine's answer (accepted, or
 //! the rejection code) must match, and every member loaded from the store
-//! must equal the reference and a from-scratch replay of its stream. At the
+//! must equal the reference and a from-scratch replay of its stream. The
+//! engine snapshots every 1 to 3 events, so loads from a snapshot plus a
+//! tail of events are exercised as well as loads from a snapshot alone. At the
 //! end the chain verifies.
 
 mod common;
@@ -216,6 +218,7 @@ impl Reference {
 }
 
 struct Engine {
+    snapshot_every_events: u64,
     dir: tempfile::TempDir,
     clock: ManualClock,
     store: Option<Store>,
@@ -227,8 +230,14 @@ impl Engine {
     fn open(&mut self) {
         let store = Store::open(self.dir.path()).expect("open");
         let config = WriterConfig::with_clock(Arc::new(self.clock.clone()));
-        self.writer =
-            Some(Writer::start(store.clone(), LedgerDecider::new(), config).expect("writer"));
+        self.writer = Some(
+            Writer::start(
+                store.clone(),
+                LedgerDecider::with_snapshot_every_events(self.snapshot_every_events),
+                config,
+            )
+            .expect("writer"),
+        );
         self.store = Some(store);
     }
 
@@ -276,8 +285,13 @@ fn code_of(result: Result<(), CommandError>) -> Result<(), String> {
     }
 }
 
-async fn run(rules: ProgramRules, steps: Vec<Step>) -> Result<(), TestCaseError> {
+async fn run(
+    rules: ProgramRules,
+    steps: Vec<Step>,
+    snapshot_every_events: u64,
+) -> Result<(), TestCaseError> {
     let mut engine = Engine {
+        snapshot_every_events,
         dir: tempfile::tempdir()?,
         clock: ManualClock::new(T0_US),
         store: None,
@@ -506,8 +520,12 @@ proptest! {
     })]
 
     #[test]
-    fn the_engine_equals_the_pure_domain(rules in rules(), steps in prop::collection::vec(step(), 1..40)) {
+    fn the_engine_equals_the_pure_domain(
+        rules in rules(),
+        steps in prop::collection::vec(step(), 1..40),
+        snapshot_every_events in 1u64..4,
+    ) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        runtime.block_on(run(rules, steps))?;
+        runtime.block_on(run(rules, steps, snapshot_every_events))?;
     }
 }

@@ -4,7 +4,8 @@
 //! model in memory (programs, and members in a bounded cache), loads a
 //! member on a miss from its snapshot plus any later events of its stream,
 //! and stages, in the same batch as the events:
-//! - the snapshot of every member a batch changed (`snapshots` family);
+//! - the snapshot of a member a batch changed, once its stream has grown by
+//!   [`SNAPSHOT_EVERY_EVENTS`] since the last one (`snapshots` family);
 //! - the member's next due time (`due` family), which the [`scheduler`]
 //!   scans to submit time-driven system commands through the same writer.
 //!
@@ -25,6 +26,11 @@ use std::sync::Arc;
 
 /// Members kept in memory before the cache is trimmed.
 pub const MEMBER_CACHE_ENTRIES_MAX: usize = 200_000;
+/// A member's snapshot is rewritten once its stream has grown by this many
+/// events since the last one. Loading replays at most this many events after
+/// the snapshot; writing a snapshot at every batch instead costs more than
+/// the events themselves for members with a long history.
+pub const SNAPSHOT_EVERY_EVENTS: u64 = 32;
 /// Bumped whenever [`Member`]'s shape changes: older snapshots are ignored.
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
 
@@ -45,27 +51,50 @@ pub enum LedgerCommand {
 }
 
 /// A member snapshot as stored: the state after `stream_version` events.
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 struct Snapshot {
     format_version: u32,
     stream_version: u64,
     member: Member,
 }
 
+/// The same fields borrowed, for encoding without cloning the member: serde
+/// encodes `&Member` exactly as `Member`.
+#[derive(Serialize)]
+struct SnapshotRef<'a> {
+    format_version: u32,
+    stream_version: u64,
+    member: &'a Member,
+}
+
 struct Cached {
     member: Member,
     stream_version: u64,
+    /// Stream version of the stored snapshot (0: none).
+    snapshot_version: u64,
     /// The due entry currently stored for this member.
     due: Option<(i64, u8)>,
 }
 
 /// The decider of a real ledger: programs and members in memory.
-#[derive(Default)]
 pub struct LedgerDecider {
     programs: HashMap<ProgramId, Arc<Program>>,
     members: HashMap<StreamName, Cached>,
     /// Members changed since the last `stage`, with their program and id.
     dirty: HashSet<StreamName>,
+    /// See [`SNAPSHOT_EVERY_EVENTS`].
+    snapshot_every_events: u64,
+}
+
+impl Default for LedgerDecider {
+    fn default() -> Self {
+        LedgerDecider {
+            programs: HashMap::new(),
+            members: HashMap::new(),
+            dirty: HashSet::new(),
+            snapshot_every_events: SNAPSHOT_EVERY_EVENTS,
+        }
+    }
 }
 
 fn store_error(error: impl std::fmt::Display, position: u64) -> DecideError {
@@ -106,6 +135,16 @@ impl LedgerDecider {
     /// An engine with empty caches.
     pub fn new() -> Self {
         LedgerDecider::default()
+    }
+
+    /// An engine that snapshots a member every `events` events (at least 1):
+    /// tests use small values so that loads from a snapshot plus a tail of
+    /// events are exercised.
+    pub fn with_snapshot_every_events(events: u64) -> Self {
+        LedgerDecider {
+            snapshot_every_events: events.max(1),
+            ..LedgerDecider::default()
+        }
     }
 
     fn program(
@@ -253,6 +292,7 @@ fn load_cached(
         Some(snapshot) => (snapshot.member, snapshot.stream_version),
         None => (Member::default(), 0),
     };
+    let snapshot_version = stream_version;
     // Events after the snapshot: none when snapshots are current, all of them
     // when the snapshot is missing or of an older format.
     for stored in store.read_stream(stream, stream_version + 1, usize::MAX)? {
@@ -277,6 +317,7 @@ fn load_cached(
     Ok(Cached {
         member,
         stream_version,
+        snapshot_version,
         due,
     })
 }
@@ -395,16 +436,20 @@ impl Decider for LedgerDecider {
                 }
                 cached.due = next_due;
             }
-            let snapshot = Snapshot {
+            if cached.stream_version - cached.snapshot_version < self.snapshot_every_events {
+                continue;
+            }
+            let snapshot = SnapshotRef {
                 format_version: SNAPSHOT_FORMAT_VERSION,
                 stream_version: cached.stream_version,
-                member: cached.member.clone(),
+                member: &cached.member,
             };
             match bincode::serde::encode_to_vec(&snapshot, bincode::config::standard()) {
                 Ok(bytes) => {
-                    batch.put_cf(store.cf(CF_SNAPSHOTS), stream.as_str().as_bytes(), bytes)
+                    batch.put_cf(store.cf(CF_SNAPSHOTS), stream.as_str().as_bytes(), bytes);
+                    cached.snapshot_version = cached.stream_version;
                 }
-                // Without a snapshot the member is rebuilt from its stream on
+                // Without a snapshot the member is replayed from its stream on
                 // the next load: slower, never wrong.
                 Err(error) => tracing::error!(%error, %stream, "snapshot encoding failed"),
             }

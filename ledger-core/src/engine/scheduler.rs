@@ -20,8 +20,8 @@ use crate::domain::{Command, DueKind};
 use crate::error::{CommandError, StoreError};
 use crate::ids::{IdempotencyKey, MemberId, ProgramId};
 use crate::limits::SUBMIT_BATCH_COMMANDS_MAX;
+use crate::store::CF_STREAM_INDEX;
 use crate::store::{CF_DUE, Store, keys};
-use crate::store::{CF_SNAPSHOTS, CF_STREAM_INDEX};
 use crate::writer::{Envelope, WriterHandle};
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -219,29 +219,35 @@ fn programs_to_reschedule(store: &Store) -> Result<Vec<RulesChange>, StoreError>
     Ok(out)
 }
 
-/// Members of `program_id` that have a snapshot (every member with events).
+/// Members of `program_id` with at least one event, from the stream index:
+/// after reading a member's first key, the scan seeks past all its versions.
 fn program_members(store: &Store, program_id: &ProgramId) -> Result<Vec<MemberId>, StoreError> {
     let prefix = format!("member/{program_id}/");
+    let corrupt = || StoreError::Corrupt {
+        position: 0,
+        reason: "bad member stream key".into(),
+    };
     let mut out = Vec::new();
-    let mut iter = store.db().raw_iterator_cf(store.cf(CF_SNAPSHOTS));
+    let mut iter = store.db().raw_iterator_cf(store.cf(CF_STREAM_INDEX));
     iter.seek(prefix.as_bytes());
     while let Some(key) = iter.key() {
-        let Some(member) = key.strip_prefix(prefix.as_bytes()) else {
+        let Some(rest) = key.strip_prefix(prefix.as_bytes()) else {
             break;
         };
-        let member = std::str::from_utf8(member)
+        let end = rest
+            .iter()
+            .position(|byte| *byte == 0)
+            .ok_or_else(corrupt)?;
+        let name = rest.get(..end).unwrap_or_default();
+        let member = std::str::from_utf8(name)
             .ok()
             .and_then(|m| MemberId::parse("stream", m).ok());
-        match member {
-            Some(member) => out.push(member),
-            None => {
-                return Err(StoreError::Corrupt {
-                    position: 0,
-                    reason: "bad snapshot key".into(),
-                });
-            }
-        }
-        iter.next();
+        out.push(member.ok_or_else(corrupt)?);
+        // `name || 0x01` sorts after every `name || 0x00 || version` key.
+        let mut next = prefix.as_bytes().to_vec();
+        next.extend_from_slice(name);
+        next.push(1);
+        iter.seek(&next);
     }
     iter.status()?;
     Ok(out)
@@ -347,7 +353,8 @@ impl Scheduler {
     /// After a program's rules change, every member's due entry must be
     /// recomputed under the new rules, or a member who never acts again
     /// would keep a schedule from the old ones (inactivity expiry switched
-    /// on, say, would never reach them). Each member of such a program gets a
+    /// on, say, would never reach them). Each member of such a program (every
+    /// member stream with an event) gets a
     /// no-op system command (MaturePending) dated at the rules change, which
     /// makes the engine stage its due entry afresh. It is dated at the
     /// change, not now, because a system command first does all work due by
