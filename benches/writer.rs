@@ -25,7 +25,7 @@ use ledger_core::engine::{LedgerCommand, LedgerDecider};
 use ledger_core::ids::{IdempotencyKey, MemberId, ProgramId, StreamName};
 use ledger_core::pb;
 use ledger_core::store::{CF_CHAIN, CF_IDEMPOTENCY, CF_LOG, CF_STREAM_INDEX, Store, keys};
-use ledger_core::writer::{Append, Envelope, PassThrough, Writer, WriterConfig};
+use ledger_core::writer::{Append, Envelope, PassThrough, Writer, WriterConfig, WriterHandle};
 use prost::Message;
 use rocksdb::{WriteBatch, WriteOptions};
 use std::collections::BTreeMap;
@@ -87,6 +87,47 @@ fn envelope(sequence: u64) -> Envelope<Append> {
     }
 }
 
+/// Sends `iters` submissions of `batch` commands made by `make` from
+/// `SUBMITTERS` concurrent tasks and waits for every answer. Returns the
+/// events appended and the time taken.
+fn drive<C: serde::Serialize + Send + 'static>(
+    runtime: &tokio::runtime::Runtime,
+    handle: &WriterHandle<C>,
+    sequence: &Arc<AtomicU64>,
+    iters: u64,
+    batch: usize,
+    make: fn(u64) -> Envelope<C>,
+) -> (u64, Duration) {
+    let start = Instant::now();
+    let events = runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for submitter in 0..SUBMITTERS as u64 {
+            let handle = handle.clone();
+            let sequence = sequence.clone();
+            // Iterations are shared out among the submitters.
+            let share =
+                iters / SUBMITTERS as u64 + u64::from(submitter < iters % SUBMITTERS as u64);
+            tasks.push(tokio::spawn(async move {
+                let mut events = 0u64;
+                for _ in 0..share {
+                    let first = sequence.fetch_add(batch as u64, Ordering::Relaxed);
+                    let envelopes = (first..first + batch as u64).map(make).collect();
+                    for result in handle.submit_many(envelopes).await.expect("submitted") {
+                        events += u64::from(result.expect("every command succeeds").event_count);
+                    }
+                }
+                events
+            }));
+        }
+        let mut events = 0u64;
+        for task in tasks {
+            events += task.await.expect("submitter");
+        }
+        events
+    });
+    (events, start.elapsed())
+}
+
 fn bench_writer(c: &mut Criterion, batch: usize) {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
@@ -103,30 +144,8 @@ fn bench_writer(c: &mut Criterion, batch: usize) {
     group.throughput(Throughput::Elements(batch as u64));
     group.bench_function(format!("{batch}"), |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            runtime.block_on(async {
-                let mut tasks = Vec::new();
-                for submitter in 0..SUBMITTERS as u64 {
-                    let handle = handle.clone();
-                    let sequence = sequence.clone();
-                    // Iterations are shared out among the submitters.
-                    let share = iters / SUBMITTERS as u64
-                        + u64::from(submitter < iters % SUBMITTERS as u64);
-                    tasks.push(tokio::spawn(async move {
-                        for _ in 0..share {
-                            let first = sequence.fetch_add(batch as u64, Ordering::Relaxed);
-                            let envelopes = (first..first + batch as u64).map(envelope).collect();
-                            let results = handle.submit_many(envelopes).await.expect("submitted");
-                            assert!(results.iter().all(Result::is_ok), "every append succeeds");
-                        }
-                    }));
-                }
-                for task in tasks {
-                    task.await.expect("submitter");
-                }
-            });
-            let elapsed = start.elapsed();
-            record_total(format!("writer/{batch:>4}"), iters * batch as u64, elapsed);
+            let (events, elapsed) = drive(&runtime, &handle, &sequence, iters, batch, envelope);
+            record_total(format!("writer/{batch:>4}"), events, elapsed);
             elapsed
         })
     });
@@ -200,37 +219,8 @@ fn bench_engine(c: &mut Criterion, batch: usize) {
     group.throughput(Throughput::Elements(batch as u64));
     group.bench_function(format!("{batch}"), |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            let events = runtime.block_on(async {
-                let mut tasks = Vec::new();
-                for submitter in 0..SUBMITTERS as u64 {
-                    let handle = handle.clone();
-                    let sequence = sequence.clone();
-                    let share = iters / SUBMITTERS as u64
-                        + u64::from(submitter < iters % SUBMITTERS as u64);
-                    tasks.push(tokio::spawn(async move {
-                        let mut events = 0u64;
-                        for _ in 0..share {
-                            let first = sequence.fetch_add(batch as u64, Ordering::Relaxed);
-                            let envelopes = (first..first + batch as u64)
-                                .map(|s| purchase(s, 1))
-                                .collect();
-                            let results = handle.submit_many(envelopes).await.expect("submitted");
-                            for result in results {
-                                let appended = result.expect("every purchase succeeds");
-                                events += u64::from(appended.event_count);
-                            }
-                        }
-                        events
-                    }));
-                }
-                let mut events = 0u64;
-                for task in tasks {
-                    events += task.await.expect("submitter");
-                }
-                events
-            });
-            let elapsed = start.elapsed();
+            let purchase = |sequence| purchase(sequence, 1);
+            let (events, elapsed) = drive(&runtime, &handle, &sequence, iters, batch, purchase);
             record_total(format!("engine/{batch:>4}"), events, elapsed);
             elapsed
         })

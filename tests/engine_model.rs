@@ -285,6 +285,26 @@ fn code_of(result: Result<(), CommandError>) -> Result<(), String> {
     }
 }
 
+/// Checks one engine answer. After an injected fault it must be UNAVAILABLE
+/// and the reference is left alone; otherwise it must be the reference's
+/// answer (accepted, or the same rejection code).
+fn check_answer(
+    fail_next: &mut bool,
+    engine_answer: Result<(), CommandError>,
+    context: &str,
+    reference: impl FnOnce() -> Result<(), String>,
+) -> Result<(), TestCaseError> {
+    if std::mem::take(fail_next) {
+        prop_assert!(
+            matches!(engine_answer, Err(CommandError::Unavailable(_))),
+            "{context}: {engine_answer:?}"
+        );
+    } else {
+        prop_assert_eq!(code_of(engine_answer), reference(), "{}", context);
+    }
+    Ok(())
+}
+
 async fn run(
     rules: ProgramRules,
     steps: Vec<Step>,
@@ -381,21 +401,10 @@ async fn run(
                 let engine_answer = engine
                     .submit(LedgerCommand::Transfer(transfer.clone()))
                     .await;
-                if std::mem::take(&mut fail_next) {
-                    prop_assert!(
-                        matches!(engine_answer, Err(CommandError::Unavailable(_))),
-                        "{engine_answer:?}"
-                    );
-                } else {
-                    let expected = reference.transfer(&transfer, *from, *to, now_us);
-                    prop_assert_eq!(
-                        code_of(engine_answer),
-                        expected,
-                        "step {}: {:?}",
-                        index,
-                        step
-                    );
-                }
+                let context = format!("step {index}: {step:?}");
+                check_answer(&mut fail_next, engine_answer, &context, || {
+                    reference.transfer(&transfer, *from, *to, now_us)
+                })?;
                 None
             }
             Step::Advance { minutes } => {
@@ -434,17 +443,13 @@ async fn run(
                     rules: new_rules.clone(),
                 });
                 let engine_answer = engine.submit(change).await;
-                if std::mem::take(&mut fail_next) {
-                    prop_assert!(
-                        matches!(engine_answer, Err(CommandError::Unavailable(_))),
-                        "{engine_answer:?}"
-                    );
-                } else {
-                    prop_assert!(engine_answer.is_ok(), "{engine_answer:?}");
-                    reference.rules = Rules::from_raw(new_rules)
-                        .map_err(|e| TestCaseError::fail(e.to_string()))?;
+                let context = format!("step {index}: {step:?}");
+                check_answer(&mut fail_next, engine_answer, &context, || {
+                    reference.rules =
+                        Rules::from_raw(new_rules).map_err(|e| e.code().to_owned())?;
                     reference.rules_since_us = now_us;
-                }
+                    Ok(())
+                })?;
                 None
             }
             Step::FailNextWrite => {
@@ -460,21 +465,10 @@ async fn run(
                     command: command.clone(),
                 })
                 .await;
-            if std::mem::take(&mut fail_next) {
-                prop_assert!(
-                    matches!(engine_answer, Err(CommandError::Unavailable(_))),
-                    "{engine_answer:?}"
-                );
-            } else {
-                let expected = reference.member_command(member, &command, now_us);
-                prop_assert_eq!(
-                    code_of(engine_answer),
-                    expected,
-                    "step {}: {:?}",
-                    index,
-                    step
-                );
-            }
+            let context = format!("step {index}: {step:?}");
+            check_answer(&mut fail_next, engine_answer, &context, || {
+                reference.member_command(member, &command, now_us)
+            })?;
         }
         for (index, name) in MEMBERS.iter().enumerate() {
             let loaded = load_member(engine.store(), &program_id(), &member_id(index))

@@ -168,25 +168,6 @@ impl LedgerDecider {
         Ok(program)
     }
 
-    fn rules(
-        &mut self,
-        store: &Store,
-        program_id: &ProgramId,
-    ) -> Result<Arc<Program>, DecideError> {
-        let program = self.program(store, program_id)?;
-        if program.rules().is_none() {
-            return Err(Rejection {
-                field: Some("program_id".into()),
-                ..Rejection::new(
-                    "unknown_program",
-                    format!("program `{program_id}` is not defined"),
-                )
-            }
-            .into());
-        }
-        Ok(program)
-    }
-
     fn load_member(&mut self, store: &Store, stream: &StreamName) -> Result<(), DecideError> {
         if !self.members.contains_key(stream) {
             let cached = load_cached(store, stream, true)?;
@@ -222,10 +203,8 @@ impl LedgerDecider {
         now_us: i64,
         out: &mut Vec<Emitted>,
     ) -> Result<(), DecideError> {
-        let program = self.rules(store, program_id)?;
-        let rules: &Rules = program
-            .rules()
-            .ok_or_else(|| Rejection::new("unknown_program", "program is not defined"))?;
+        let program = self.program(store, program_id)?;
+        let rules = defined_rules(&program, program_id)?;
         let stream = StreamName::member(program_id, member_id);
         self.load_member(store, &stream)?;
         let member = &self
@@ -246,10 +225,8 @@ impl LedgerDecider {
         now_us: i64,
         out: &mut Vec<Emitted>,
     ) -> Result<(), DecideError> {
-        let program = self.rules(store, program_id)?;
-        let rules: &Rules = program
-            .rules()
-            .ok_or_else(|| Rejection::new("unknown_program", "program is not defined"))?;
+        let program = self.program(store, program_id)?;
+        let rules = defined_rules(&program, program_id)?;
         let from = StreamName::member(program_id, &transfer.from_member_id);
         let to = StreamName::member(program_id, &transfer.to_member_id);
         self.load_member(store, &from)?;
@@ -265,6 +242,24 @@ impl LedgerDecider {
         self.emit(&to, received, out);
         Ok(())
     }
+}
+
+/// The rules of a defined program; commands for an undefined one are refused
+/// naming `program_id`.
+fn defined_rules<'a>(
+    program: &'a Program,
+    program_id: &ProgramId,
+) -> Result<&'a Rules, DecideError> {
+    program.rules().ok_or_else(|| {
+        Rejection {
+            field: Some("program_id".into()),
+            ..Rejection::new(
+                "unknown_program",
+                format!("program `{program_id}` is not defined"),
+            )
+        }
+        .into()
+    })
 }
 
 /// Loads a member: from its snapshot plus any later events of its stream
