@@ -1,7 +1,8 @@
 //! The one place where engine errors become gRPC statuses.
 //!
 //! Bad input -> INVALID_ARGUMENT with a `google.rpc.BadRequest` detail naming
-//! the field; idempotency key reused -> ALREADY_EXISTS; version mismatch ->
+//! the field; unknown program or member -> NOT_FOUND; other rule rejections
+//! -> FAILED_PRECONDITION; idempotency key reused -> ALREADY_EXISTS; version mismatch ->
 //! ABORTED; queue full -> RESOURCE_EXHAUSTED; storage failure -> UNAVAILABLE
 //! (details logged, not returned). Never INTERNAL for bad input.
 
@@ -30,10 +31,17 @@ pub fn storage(error: &StoreError) -> Status {
     }
 }
 
+/// Rule rejections that mean "no such member or program": NOT_FOUND, even
+/// when the rejection names the field (`program_id`) it is about.
+const NOT_FOUND_CODES: [&str; 3] = ["unknown_program", "program_not_defined", "not_enrolled"];
+
 /// Maps one command's error.
 pub fn command(error: &CommandError) -> Status {
     match error {
         CommandError::Invalid(field) => invalid_field(field),
+        CommandError::Rejected(rejection) if NOT_FOUND_CODES.contains(&rejection.code.as_str()) => {
+            Status::not_found(rejection.to_string())
+        }
         CommandError::Rejected(rejection) => match &rejection.field {
             Some(field) => {
                 let mut details = ErrorDetails::new();
@@ -86,6 +94,24 @@ mod tests {
                 Code::Aborted,
             ),
             (CommandError::Unavailable("disk".into()), Code::Unavailable),
+            (
+                CommandError::Rejected(ledger_core::error::Rejection {
+                    field: Some("program_id".into()),
+                    ..ledger_core::error::Rejection::new("unknown_program", "x")
+                }),
+                Code::NotFound,
+            ),
+            (
+                CommandError::Rejected(ledger_core::error::Rejection::new("not_enrolled", "x")),
+                Code::NotFound,
+            ),
+            (
+                CommandError::Rejected(ledger_core::error::Rejection {
+                    field: Some("spend.currency".into()),
+                    ..ledger_core::error::Rejection::new("invalid_field", "x")
+                }),
+                Code::InvalidArgument,
+            ),
             (
                 CommandError::Rejected(ledger_core::error::Rejection::new(
                     "insufficient_points",
