@@ -102,25 +102,6 @@ fn purchase_in_another_currency_is_rejected_naming_spend_currency() {
     assert_eq!(error.code(), "invalid_field");
 }
 
-fn gold_rules(edit: impl FnOnce(&mut ProgramRules)) -> Rules {
-    rules_with(|raw| {
-        raw.tiers = vec![
-            Tier {
-                name: "Base".to_owned(),
-                threshold: 0,
-                earn_multiplier_bps: 10_000,
-            },
-            Tier {
-                name: "Gold".to_owned(),
-                threshold: 1_000,
-                earn_multiplier_bps: 15_000,
-            },
-        ];
-        raw.tier_measure = TierMeasure::QualifyingPoints;
-        edit(raw);
-    })
-}
-
 #[test]
 fn tier_multiplier_applies_after_the_qualifying_purchase() {
     let mut given = Given::new(gold_rules(|_| {}));

@@ -160,3 +160,24 @@ pub(super) fn earned(event: &Event) -> &PointsEarned {
         other => panic!("expected PointsEarned, got {other:?}"),
     }
 }
+
+/// Two tiers on qualifying points: Base (1x) and Gold from 1,000 (1.5x),
+/// changed by `edit`, validated.
+pub(super) fn gold_rules(edit: impl FnOnce(&mut ProgramRules)) -> Rules {
+    rules_with(|raw| {
+        raw.tiers = vec![
+            Tier {
+                name: "Base".to_owned(),
+                threshold: 0,
+                earn_multiplier_bps: 10_000,
+            },
+            Tier {
+                name: "Gold".to_owned(),
+                threshold: 1_000,
+                earn_multiplier_bps: 15_000,
+            },
+        ];
+        raw.tier_measure = TierMeasure::QualifyingPoints;
+        edit(raw);
+    })
+}

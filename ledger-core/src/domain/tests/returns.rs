@@ -167,27 +167,9 @@ fn return_validation() {
     );
 }
 
-fn gold_rules() -> Rules {
-    rules_with(|raw| {
-        raw.tiers = vec![
-            Tier {
-                name: "Base".to_owned(),
-                threshold: 0,
-                earn_multiplier_bps: 10_000,
-            },
-            Tier {
-                name: "Gold".to_owned(),
-                threshold: 1_000,
-                earn_multiplier_bps: 15_000,
-            },
-        ];
-        raw.tier_measure = TierMeasure::QualifyingPoints;
-    })
-}
-
 #[test]
 fn a_return_undoes_the_upgrade_it_paid_for() {
-    let mut given = Given::new(gold_rules());
+    let mut given = Given::new(gold_rules(|_| {}));
     given.run(purchase("A", usd(1_000_00), &[]), t0());
     assert_eq!(given.member.tier(), "Gold");
     let events = given.run(refund("A", usd(500_00)), t0() + DAY_US);
@@ -206,7 +188,7 @@ fn a_return_undoes_the_upgrade_it_paid_for() {
 
 #[test]
 fn a_return_never_takes_away_a_tier_secured_at_a_review() {
-    let mut given = Given::new(gold_rules());
+    let mut given = Given::new(gold_rules(|_| {}));
     given.run(purchase("A", usd(1_000_00), &[]), t0());
     let review = given.run(Command::EvaluateTier, date(2025, 1, 1));
     assert_eq!(
