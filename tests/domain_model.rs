@@ -15,7 +15,9 @@
 //! code); the same available, pending, debt, tier and set of open lots;
 //! balance = open available lots - debt; points conservation over the
 //! domain's own events; and that replaying every produced event from
-//! `Member::default()` gives the live state. Shrunk failures are kept as
+//! `Member::default()` gives the live state. A second property folds the
+//! same scenarios into the balance and tier views (see "The balance and
+//! tier views against the model" below). Shrunk failures are kept as
 //! named regression tests at the bottom. `MODEL_CASES=20000 cargo test
 //! --release --test domain_model` runs a longer hunt than the default.
 
@@ -24,10 +26,18 @@ use std::collections::BTreeMap;
 use ledger_core::domain::{
     Campaign, Command, Currency, DomainError, Event, EventKind, ExpiryReason, LotExpiry,
     LotExpiryRule, Member, Money, Points, ProgramRules, ReturnPolicy, Rounding, Rules,
-    ShortfallPolicy, Tier, TierChangeReason, TierMeasure, TransferPoints, apply, decide,
-    decide_transfer,
+    ProgramRulesChanged, ShortfallPolicy, Tier, TierChangeReason, TierMeasure, TransferPoints,
+    apply, decide, decide_transfer,
 };
-use ledger_core::ids::MemberId;
+use ledger_core::clock::{Clock, ManualClock};
+use ledger_core::domain::ProgramDefined;
+use ledger_core::ids::{IdempotencyKey, MemberId, ProgramId, StreamName};
+use ledger_core::pb;
+use ledger_core::store::Store;
+use ledger_core::writer::{Append, Envelope, PassThrough, Writer, WriterConfig};
+use projections::runtime::{Folder, ViewKind};
+use projections::{QueryError, balance, tier};
+use std::sync::Arc;
 use ledger_core::limits::{POINTS_PER_COMMAND_MAX, RECORD_RETENTION_DAYS, SPEND_MINOR_UNITS_MAX};
 use proptest::prelude::*;
 
@@ -1181,6 +1191,39 @@ fn check_member(live: &Live, label: &str) {
 /// Runs a scenario, checking every step; returns how often each event kind
 /// and each rejection code occurred, so that coverage can be checked.
 fn run_scenario(initial: &ProgramRules, steps: &[Step]) -> BTreeMap<&'static str, usize> {
+    run_scenario_recorded(initial, steps).0
+}
+
+/// One step of a scenario as the views see it: the events it produced (by
+/// member index; `None` for the program stream) and, per member, what the
+/// model holds after it.
+struct Transcribed {
+    now: i64,
+    events: Vec<(Option<usize>, Event)>,
+    after: Vec<Expected>,
+}
+
+/// What the model says of one member, in the views' terms.
+#[derive(Clone, Debug, PartialEq)]
+struct Expected {
+    /// The member's business time (the domain's clock).
+    clock: i64,
+    enrolled: bool,
+    available: i64,
+    pending: i64,
+    debt: i64,
+        open_lots: Vec<(u64, i64, bool, Option<i64>)>,
+    tier: String,
+    /// Qualifying measure of the window as of the step's time.
+    qualifying: i64,
+}
+
+/// `run_scenario`, also returning the transcript of every step.
+fn run_scenario_recorded(
+    initial: &ProgramRules,
+    steps: &[Step],
+) -> (BTreeMap<&'static str, usize>, Vec<Transcribed>) {
+    let mut transcript = Vec::new();
     let mut seen: BTreeMap<&'static str, usize> = BTreeMap::new();
     let mut raw = initial.clone();
     let mut rules = Rules::from_raw(&raw).expect("generated rules are valid");
@@ -1212,9 +1255,19 @@ fn run_scenario(initial: &ProgramRules, steps: &[Step]) -> BTreeMap<&'static str
                 None => now,
             },
         };
-        let label = format!("step {index} {:?} at {now}", step.action);
+                let label = format!("step {index} {:?} at {now}", step.action);
+        let mut produced: Vec<(Option<usize>, Event)> = Vec::new();
         match &step.action {
             Action::ChangeRules(next) => {
+                produced.push((
+                    None,
+                    Event {
+                        occurred_at_us: now,
+                        kind: EventKind::ProgramRulesChanged(ProgramRulesChanged {
+                            rules: next.clone(),
+                        }),
+                    },
+                ));
                 raw = next.clone();
                 rules = Rules::from_raw(&raw).expect("generated rules are valid");
             }
@@ -1231,8 +1284,9 @@ fn run_scenario(initial: &ProgramRules, steps: &[Step]) -> BTreeMap<&'static str
                             event.occurred_at_us, now,
                             "{label}: events carry the command time"
                         );
-                        apply(&mut live.member, event);
+                                                apply(&mut live.member, event);
                     }
+                    produced.extend(events.iter().map(|event| (Some(step.member), event.clone())));
                     live.history.extend(events);
                     live.model = model;
                     // Every decision does all work due up to its time first.
@@ -1280,8 +1334,9 @@ fn run_scenario(initial: &ProgramRules, steps: &[Step]) -> BTreeMap<&'static str
                     for (side, events, model) in
                         [(*from, from_events, model_from), (to, to_events, model_to)]
                     {
-                        for event in &events {
+                                                for event in &events {
                             apply(&mut members[side].member, event);
+                            produced.push((Some(side), event.clone()));
                         }
                         members[side].history.extend(events);
                         members[side].model = model;
@@ -1289,9 +1344,26 @@ fn run_scenario(initial: &ProgramRules, steps: &[Step]) -> BTreeMap<&'static str
                 }
             }
         }
-        for (side, live) in members.iter().enumerate() {
+                for (side, live) in members.iter().enumerate() {
             check_member(live, &format!("{label} member {side}"));
         }
+        transcript.push(Transcribed {
+            now,
+            events: produced,
+            after: members
+                .iter()
+                .map(|live| Expected {
+                    clock: live.member.clock_us(),
+                    enrolled: live.model.enrolled,
+                    available: live.model.available(),
+                    pending: live.model.pending(),
+                    debt: live.model.debt,
+                    open_lots: live.model.open_lots(),
+                                        tier: live.model.tier.clone(),
+                    qualifying: ModelRules(&raw).measure_as_of(&live.model, now),
+                })
+                .collect(),
+        });
     }
     // Transfers move points between members: what one sent the other got.
     let sent: i64 = members
@@ -1303,8 +1375,8 @@ fn run_scenario(initial: &ProgramRules, steps: &[Step]) -> BTreeMap<&'static str
             _ => 0,
         })
         .sum();
-    assert_eq!(sent, 0, "transfers create no points");
-    seen
+        assert_eq!(sent, 0, "transfers create no points");
+    (seen, transcript)
 }
 
 fn count(seen: &mut BTreeMap<&'static str, usize>, decided: &Result<Vec<Event>, DomainError>) {
@@ -1417,6 +1489,228 @@ proptest! {
     #[test]
     fn domain_matches_the_reference_model((rules, steps) in arb_scenario()) {
         let _coverage = run_scenario(&rules, &steps); // checked by the coverage test
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The balance and tier views against the model.
+//
+// A scenario's events are appended to a real log (one command per step, as
+// the engine would append them) and folded by the views step by step. After
+// every step each member's view must hold what the model holds: available,
+// pending, debt, open lots, tier and qualifying progress; the newest
+// statement line must carry the balance after the step. At the end the
+// statement, read page by page, must add up to the balance, and the
+// balance as of every member's past business times must be the model's
+// balance then.
+
+fn check_views(initial: &ProgramRules, transcript: &[Transcribed]) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("store");
+    let clock = ManualClock::new(START);
+    let config = WriterConfig::with_clock(Arc::new(clock.clone()));
+    let writer = Writer::start(store.clone(), PassThrough, config).expect("writer");
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .expect("tokio");
+    let program = ProgramId::parse("program_id", "model").expect("valid");
+    let mut folders: Vec<Folder> = ViewKind::ALL
+        .iter()
+        .map(|kind| Folder::open(&store, *kind, 1).expect("folder"))
+        .collect();
+    for folder in &mut folders {
+        folder.activate(&store).expect("activate");
+    }
+    let mut submit = |key: String, now: i64, events: &[(Option<usize>, Event)]| {
+        clock.set(now.max(clock.now_us()));
+        let events = events.iter().map(|(side, event)| {
+            let stream = match side {
+                Some(side) => StreamName::member(&program, &member_id(*side)),
+                None => StreamName::program(&program),
+            };
+            (stream, pb::Event::from(&event.kind))
+        });
+        let envelope = Envelope {
+            program_id: program.clone(),
+            idempotency_key: IdempotencyKey::parse("idempotency_key", &key).expect("valid"),
+            occurred_at_us: now,
+            principal: "model".into(),
+            metadata: vec![],
+            expected_version: None,
+            command: Append::new(events),
+        };
+        tokio
+            .block_on(writer.handle().submit(envelope))
+            .expect("appended");
+        let head = store.head().expect("head").position;
+        for folder in &mut folders {
+            while folder.checkpoint().position < head {
+                folder.step(&store, head).expect("the views fold every event");
+            }
+        }
+    };
+    let define = Event {
+        occurred_at_us: START,
+        kind: EventKind::ProgramDefined(ProgramDefined {
+            rules: initial.clone(),
+        }),
+    };
+    submit("define".into(), START, &[(None, define)]);
+    let mut rules = Rules::from_raw(initial).expect("valid rules");
+    for (index, entry) in transcript.iter().enumerate() {
+        if !entry.events.is_empty() {
+            submit(format!("step-{index}"), entry.now, &entry.events);
+        }
+        for (_, event) in &entry.events {
+            if let EventKind::ProgramRulesChanged(changed) = &event.kind {
+                rules = Rules::from_raw(&changed.rules).expect("valid rules");
+            }
+        }
+        for (side, expected) in entry.after.iter().enumerate() {
+            let label = format!("step {index} member {side}");
+            let moved = entry.events.iter().any(|(who, event)| {
+                *who == Some(side)
+                    && !matches!(
+                        event.kind,
+                        EventKind::MemberEnrolled(_) | EventKind::TierChanged(_)
+                    )
+            });
+            check_member_view(&store, &rules, &program, side, expected, entry.now, moved, &label);
+        }
+    }
+    for side in 0..2 {
+        check_history_view(&store, &program, side, transcript);
+    }
+    writer.shutdown();
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_member_view(
+    store: &Store,
+    rules: &Rules,
+    program: &ProgramId,
+    side: usize,
+    expected: &Expected,
+    now: i64,
+    moved: bool,
+    label: &str,
+) {
+    let member = member_id(side);
+    let row = match balance::get_balance(store, program, &member) {
+        Ok(answer) => answer.value,
+        Err(QueryError::NotFound { .. }) => {
+            assert!(!expected.enrolled, "{label}: an enrolled member is in the view");
+            return;
+        }
+        Err(error) => panic!("{label}: {error}"),
+    };
+    assert_eq!(row.enrolled, expected.enrolled, "{label}: enrolled");
+    assert_eq!(row.available, expected.available, "{label}: available");
+    assert_eq!(row.pending, expected.pending, "{label}: pending");
+    assert_eq!(row.debt, expected.debt, "{label}: debt");
+    assert_eq!(row.effective_at_us, expected.clock, "{label}: business time");
+    let lots: Vec<_> = balance::list_lots(store, program, &member, false)
+        .expect("lots")
+        .value
+        .iter()
+        .map(|lot| (lot.lot_id, lot.remaining, lot.pending, lot.expires_at_us))
+        .collect();
+    assert_eq!(lots, expected.open_lots, "{label}: open lots");
+    assert_eq!(row.open_lots, lots.len() as u64, "{label}: open lot count");
+    if moved {
+        let page = balance::statement(store, program, &member, 1, None).expect("statement");
+        let line = page.value.lines.first().expect("a line for the step");
+        assert_eq!(
+            (line.balance_after, line.pending_after, line.debt_after),
+            (expected.available - expected.debt, expected.pending, expected.debt),
+            "{label}: newest statement line"
+        );
+    }
+    let tier = tier::member_tier(store, program, &member, now).expect("tier").value;
+    let expected_tier = if expected.tier.is_empty() {
+        rules.tier_name(0)
+    } else {
+        expected.tier.as_str()
+    };
+    assert_eq!(tier.tier, expected_tier, "{label}: tier");
+    assert_eq!(tier.qualifying, expected.qualifying, "{label}: qualifying progress");
+}
+
+/// The statement, read 7 lines a page, adds up to the balance; the balance
+/// as of each business time the member had (and a microsecond before it) is
+/// the model's balance after the last step at or before that time.
+fn check_history_view(store: &Store, program: &ProgramId, side: usize, transcript: &[Transcribed]) {
+    let member = member_id(side);
+    let Some(last) = transcript.last().map(|entry| &entry.after[side]) else {
+        return;
+    };
+    if !last.enrolled {
+        return;
+    }
+    let mut total = 0i64;
+    let mut token: Option<String> = None;
+    let mut previous: Option<(i64, u64)> = None;
+    loop {
+        let page = balance::statement(store, program, &member, 7, token.as_deref())
+            .expect("statement page")
+            .value;
+        for line in &page.lines {
+            if let Some(newer) = previous {
+                assert!(
+                    (line.effective_at_us, line.position) < newer,
+                    "member {side}: statement lines newest first"
+                );
+            }
+            previous = Some((line.effective_at_us, line.position));
+            total += line.points;
+        }
+        match page.next_page_token {
+            Some(next) => token = Some(next),
+            None => break,
+        }
+    }
+    assert_eq!(
+        total,
+        last.available + last.pending - last.debt,
+        "member {side}: the statement adds up"
+    );
+    for probe in transcript.iter().flat_map(|entry| {
+        let clock = entry.after[side].clock;
+        [clock, clock - 1]
+    }) {
+        let expected = transcript
+            .iter()
+            .map(|entry| &entry.after[side])
+            .filter(|after| after.clock <= probe)
+            .last()
+            .map_or((0, 0, 0), |after| {
+                (after.available - after.debt, after.pending, after.debt)
+            });
+        let as_of = balance::balance_as_of(store, program, &member, probe)
+            .expect("balance as of")
+            .value;
+        assert_eq!(
+            (as_of.balance, as_of.pending, as_of.debt),
+            expected,
+            "member {side}: balance as of {probe}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: std::env::var("VIEW_MODEL_CASES").ok().and_then(|cases| cases.parse().ok()).unwrap_or(48),
+        max_shrink_iters: 2_000,
+        failure_persistence: Some(Box::new(
+            proptest::test_runner::FileFailurePersistence::Direct("tests/domain_model.proptest-regressions"),
+        )),
+        ..ProptestConfig::default()
+    })]
+
+    #[test]
+    fn views_match_the_reference_model((rules, steps) in arb_scenario()) {
+        let (_, transcript) = run_scenario_recorded(&rules, &steps);
+        check_views(&rules, &transcript);
     }
 }
 

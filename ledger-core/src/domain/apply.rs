@@ -193,15 +193,22 @@ fn apply_reversed(state: &mut Member, reversed: &EarnReversed, now_us: i64) {
     purchase.points_reversed = purchase
         .points_reversed
         .add_decided(reversed.points, "points_reversed");
-    // Base points go back by the same cumulative floor as points, so a
-    // purchase refunded in pieces gives back exactly its base points.
-    let base_total = cumulative_share(
-        purchase.base_points.get(),
-        purchase.refunded_minor_units,
-        purchase.spend.minor_units,
+        // Base points go back by the same cumulative floor as points (decided in
+    // `reverse`), so a purchase refunded in pieces gives back exactly its
+    // base points.
+    let base_reversed = reversed.base_points_reversed.get();
+    purchase.base_points_reversed = purchase
+        .base_points_reversed
+        .add_decided(reversed.base_points_reversed, "base_points_reversed");
+    debug_assert_eq!(
+        purchase.base_points_reversed.get(),
+        cumulative_share(
+            purchase.base_points.get(),
+            purchase.refunded_minor_units,
+            purchase.spend.minor_units,
+        ),
+        "return: base points reversed follow the cumulative floor"
     );
-    let base_reversed = base_total.saturating_sub(purchase.base_points_reversed.get());
-    purchase.base_points_reversed = Points::new(base_total);
     add_qualifying(
         state,
         now_us,

@@ -1,0 +1,850 @@
+//! The balance view: per member the available, pending and debt points and
+//! lifetime totals; every lot with what is left of it and its expiry;
+//! statement lines; the balance as of any past time.
+//!
+//! Rows (inside the view's generation, see [`crate::rows`]); `S` is the
+//! member's stream name, which holds no zero byte:
+//! - `'m' || S` -> [`MemberBalance`];
+//! - `'l' || S || 0 || be_u64(lot_id)` -> [`LotRow`], kept after the lot is
+//!   used up (a cancelled redemption can open it again, and the history of
+//!   a lot is worth showing);
+//! - `'s' || S || 0 || ordered(effective_at_us) || be_u64(position)` ->
+//!   [`StatementLine`]. A member's effective time never goes backwards, so
+//!   this order is also the log order, and the balance as of a time is one
+//!   seek to the last line at or before it.
+//!
+//! The fold mirrors the domain's `apply` from the events alone (every event
+//! carries its resolved lots and draws); it checks after every event that
+//! available + pending - debt equals the lifetime totals' sum, and stops on
+//! an event that draws from a lot it does not hold or more than is left.
+
+use crate::Answer;
+use crate::error::{QueryError, ViewError};
+use crate::event::LogEvent;
+use crate::rows::{RowWriter, ViewSnapshot, decode, push_i64_ordered, read_i64_ordered};
+use crate::runtime::{Projection, ViewKind};
+use ledger_core::domain::{EventKind, ExpiryReason, Lot, LotDraw, Points, ReturnPolicy};
+use ledger_core::error::{FieldError, FieldReason};
+use ledger_core::ids::{MemberId, ProgramId, StreamName};
+use ledger_core::limits::STATEMENT_PAGE_LINES_MAX;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+/// Members kept decoded between chunks; beyond it the cache is cleared after
+/// a chunk is written (rows on disk are the truth).
+pub const CACHED_MEMBERS_MAX: usize = 200_000;
+
+/// Statement lines per page when the caller asks for 0.
+pub const STATEMENT_PAGE_LINES_DEFAULT: usize = 100;
+
+/// Lifetime totals of a member's points, each the sum of what its events
+/// moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Lifetime {
+    /// Purchase points (including any part that paid off debt).
+    pub earned: i64,
+    /// Bonus points awarded.
+    pub awarded: i64,
+    /// Redeemed, net of cancelled redemptions.
+    pub redeemed: i64,
+    /// Expired (including points of cancelled redemptions that came back
+    /// expired).
+    pub expired: i64,
+    /// Clawed back by returns: drawn from lots, plus any shortfall carried as
+    /// debt.
+    pub reversed: i64,
+    /// Return shortfalls the program absorbed (not taken from the member).
+    pub forfeited: i64,
+    /// Operator adjustments, signed.
+    pub adjusted: i64,
+    /// Received from other members.
+    pub transferred_in: i64,
+    /// Sent to other members.
+    pub transferred_out: i64,
+}
+
+impl Lifetime {
+    /// What the member's points (available + pending - debt) must be.
+    fn net(&self) -> Option<i64> {
+        self.earned
+            .checked_add(self.awarded)?
+            .checked_sub(self.redeemed)?
+            .checked_sub(self.expired)?
+            .checked_sub(self.reversed)?
+            .checked_add(self.adjusted)?
+            .checked_add(self.transferred_in)?
+            .checked_sub(self.transferred_out)
+    }
+}
+
+/// A member's balance row.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct MemberBalance {
+    /// The program.
+    pub program_id: String,
+    /// The member.
+    pub member_id: String,
+    /// Enrolled (explicitly or by a first earn).
+    pub enrolled: bool,
+    /// Points in available lots.
+    pub available: i64,
+    /// Points in lots still pending.
+    pub pending: i64,
+    /// Clawed-back points that later earns pay off first.
+    pub debt: i64,
+    /// Lifetime totals.
+    pub lifetime: Lifetime,
+    /// Lots with points left.
+    pub open_lots: u64,
+    /// The member's business time after its last event.
+    pub effective_at_us: i64,
+    /// Its stream's version.
+    pub stream_version: u64,
+    /// Position of its last event.
+    pub last_position: u64,
+}
+
+impl MemberBalance {
+    /// Spendable balance: available minus debt (negative with debt).
+    pub fn balance(&self) -> i64 {
+        self.available.saturating_sub(self.debt)
+    }
+
+    fn total(&self) -> Option<i64> {
+        self.available
+            .checked_add(self.pending)?
+            .checked_sub(self.debt)
+    }
+}
+
+/// A lot and what is left of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LotRow {
+    /// Member-local id, from 1.
+    pub lot_id: u64,
+    /// Points it was created with.
+    pub points: i64,
+    /// Points left (0: used up or expired).
+    pub remaining: i64,
+    /// When it was earned or received.
+    pub earned_at_us: i64,
+    /// When its points became (or become) available.
+    pub available_at_us: i64,
+    /// When it expires; `None` = never.
+    pub expires_at_us: Option<i64>,
+    /// Still pending.
+    pub pending: bool,
+}
+
+/// What a statement line records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LineKind {
+    /// A purchase earned points.
+    Earned,
+    /// Bonus points.
+    Awarded,
+    /// A redemption.
+    Redeemed,
+    /// A cancelled redemption.
+    RedemptionCancelled,
+    /// A return clawed points back.
+    Reversed,
+    /// An operator adjustment.
+    Adjusted,
+    /// Points received from another member.
+    TransferredIn,
+    /// Points sent to another member.
+    TransferredOut,
+    /// Pending points became available.
+    Matured,
+    /// Points expired.
+    Expired,
+}
+
+impl LineKind {
+    /// Its name as shown to callers.
+    pub fn name(self) -> &'static str {
+        match self {
+            LineKind::Earned => "earned",
+            LineKind::Awarded => "awarded",
+            LineKind::Redeemed => "redeemed",
+            LineKind::RedemptionCancelled => "redemption_cancelled",
+            LineKind::Reversed => "reversed",
+            LineKind::Adjusted => "adjusted",
+            LineKind::TransferredIn => "transferred_in",
+            LineKind::TransferredOut => "transferred_out",
+            LineKind::Matured => "matured",
+            LineKind::Expired => "expired",
+        }
+    }
+}
+
+/// One line of a member's statement: one event that moved points.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatementLine {
+    /// The event's log position.
+    pub position: u64,
+    /// What happened.
+    pub kind: LineKind,
+    /// Signed change of the member's points (available + pending - debt);
+    /// 0 when points only became available.
+    pub points: i64,
+    /// Balance (available - debt) after the event.
+    pub balance_after: i64,
+    /// Pending points after the event.
+    pub pending_after: i64,
+    /// Debt after the event.
+    pub debt_after: i64,
+    /// Business time the command carried.
+    pub occurred_at_us: i64,
+    /// The member's business time when it was applied (never earlier than
+    /// the line before).
+    pub effective_at_us: i64,
+    /// The caller's reference: order, redemption or transfer id, or the lot.
+    pub reference: String,
+    /// Why: the award's or adjustment's reason, the expiry's cause, the other
+    /// member of a transfer.
+    pub reason: String,
+}
+
+struct Cached {
+    row: MemberBalance,
+    dirty: bool,
+    lots: HashMap<u64, (LotRow, bool)>,
+}
+
+/// The balance projection.
+#[derive(Default)]
+pub struct BalanceProjection {
+    members: HashMap<String, Cached>,
+}
+
+fn member_key(stream: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + stream.len());
+    key.push(b'm');
+    key.extend_from_slice(stream.as_bytes());
+    key
+}
+
+fn member_prefix(kind: u8, stream: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + stream.len() + 16);
+    key.push(kind);
+    key.extend_from_slice(stream.as_bytes());
+    key.push(0);
+    key
+}
+
+fn lot_key(stream: &str, lot_id: u64) -> Vec<u8> {
+    let mut key = member_prefix(b'l', stream);
+    key.extend_from_slice(&lot_id.to_be_bytes());
+    key
+}
+
+fn line_key(stream: &str, effective_at_us: i64, position: u64) -> Vec<u8> {
+    let mut key = member_prefix(b's', stream);
+    push_i64_ordered(&mut key, effective_at_us);
+    key.extend_from_slice(&position.to_be_bytes());
+    key
+}
+
+/// Checked arithmetic on a view quantity, an error at `position` otherwise.
+fn checked(value: Option<i64>, what: &str, position: u64) -> Result<i64, ViewError> {
+    value.ok_or_else(|| ViewError::event(position, format!("{what} overflows")))
+}
+
+/// One event folded into one member.
+struct Fold<'c, 'r, 'a> {
+    member: &'c mut Cached,
+    rows: &'r RowWriter<'a>,
+    stream: &'c str,
+    position: u64,
+    now_us: i64,
+}
+
+impl Fold<'_, '_, '_> {
+    fn lot(&mut self, lot_id: u64) -> Result<&mut LotRow, ViewError> {
+        let entry = match self.member.lots.entry(lot_id) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                let stored: Option<LotRow> = self
+                    .rows
+                    .get_value(&lot_key(self.stream, lot_id), "lot")?;
+                let Some(stored) = stored else {
+                    return Err(ViewError::event(
+                        self.position,
+                        format!("lot {lot_id} of {} is not in the view", self.stream),
+                    ));
+                };
+                entry.insert((stored, false))
+            }
+        };
+        entry.1 = true;
+        Ok(&mut entry.0)
+    }
+
+    fn create_lot(&mut self, lot: &Lot) -> Result<(), ViewError> {
+        let position = self.position;
+        let lot_id = lot.lot_id.get();
+        if self.member.lots.contains_key(&lot_id)
+            || self
+                .rows
+                .get(&lot_key(self.stream, lot_id))?
+                .is_some()
+        {
+            return Err(ViewError::event(
+                position,
+                format!("lot {lot_id} of {} is created twice", self.stream),
+            ));
+        }
+        let pending = lot.available_at_us > self.now_us;
+        let points = lot.points.get();
+        let row = &mut self.member.row;
+        if pending {
+            row.pending = checked(row.pending.checked_add(points), "pending", position)?;
+        } else {
+            row.available = checked(row.available.checked_add(points), "available", position)?;
+        }
+        if points > 0 {
+            row.open_lots += 1;
+        }
+        self.member.lots.insert(
+            lot_id,
+            (
+                LotRow {
+                    lot_id,
+                    points,
+                    remaining: points,
+                    earned_at_us: lot.earned_at_us,
+                    available_at_us: lot.available_at_us,
+                    expires_at_us: lot.expires_at_us,
+                    pending,
+                },
+                true,
+            ),
+        );
+        Ok(())
+    }
+
+    /// Takes drawn points out of their lots; returns their sum.
+    fn take(&mut self, draws: &[LotDraw]) -> Result<i64, ViewError> {
+        let position = self.position;
+        let mut total: i64 = 0;
+        for draw in draws {
+            let points = draw.points.get();
+            let stream = self.stream;
+            let lot = self.lot(draw.lot_id.get())?;
+            if points <= 0 || points > lot.remaining {
+                return Err(ViewError::event(
+                    position,
+                    format!(
+                        "draws {points} from lot {} of {stream}, which holds {}",
+                        lot.lot_id, lot.remaining
+                    ),
+                ));
+            }
+            lot.remaining -= points;
+            let (pending, closed) = (lot.pending, lot.remaining == 0);
+            let row = &mut self.member.row;
+            if pending {
+                row.pending -= points;
+            } else {
+                row.available -= points;
+            }
+            if closed {
+                row.open_lots -= 1;
+            }
+            total = checked(total.checked_add(points), "drawn points", position)?;
+        }
+        Ok(total)
+    }
+
+    fn repay(&mut self, repaid: Points) -> Result<(), ViewError> {
+        let repaid = repaid.get();
+        let row = &mut self.member.row;
+        if repaid < 0 || repaid > row.debt {
+            return Err(ViewError::event(
+                self.position,
+                format!("repays {repaid} of a debt of {}", row.debt),
+            ));
+        }
+        row.debt -= repaid;
+        Ok(())
+    }
+
+    fn restore(&mut self, draws: &[LotDraw]) -> Result<(), ViewError> {
+        let position = self.position;
+        for draw in draws {
+            let points = draw.points.get();
+            let lot = self.lot(draw.lot_id.get())?;
+            let reopened = lot.remaining == 0;
+            lot.remaining = checked(lot.remaining.checked_add(points), "lot remaining", position)?;
+            if lot.remaining > lot.points || lot.pending {
+                return Err(ViewError::event(
+                    position,
+                    format!("restores {points} to lot {} beyond what it held", lot.lot_id),
+                ));
+            }
+            let row = &mut self.member.row;
+            row.available = checked(row.available.checked_add(points), "available", position)?;
+            if reopened {
+                row.open_lots += 1;
+            }
+        }
+        Ok(())
+    }
+
+    fn mature(&mut self, lot_id: u64, points: i64) -> Result<(), ViewError> {
+        let position = self.position;
+        let lot = self.lot(lot_id)?;
+        if !lot.pending || lot.remaining != points {
+            return Err(ViewError::event(
+                position,
+                format!("matures lot {lot_id}, which is not pending with {points} points"),
+            ));
+        }
+        lot.pending = false;
+        let row = &mut self.member.row;
+        row.pending -= points;
+        row.available = checked(row.available.checked_add(points), "available", position)?;
+        Ok(())
+    }
+}
+
+fn sum(draws: &[LotDraw]) -> i64 {
+    draws
+        .iter()
+        .map(|draw| draw.points.get())
+        .fold(0, i64::saturating_add)
+}
+
+fn add(total: &mut i64, points: i64, what: &str, position: u64) -> Result<(), ViewError> {
+    *total = checked(total.checked_add(points), what, position)?;
+    Ok(())
+}
+
+impl BalanceProjection {
+    fn load(
+        &mut self,
+        rows: &RowWriter<'_>,
+        event: &LogEvent,
+        member_id: &str,
+    ) -> Result<&mut Cached, ViewError> {
+        Ok(match self.members.entry(event.stream.clone()) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                let row = rows
+                    .get_value(&member_key(&event.stream), "member balance")?
+                    .unwrap_or_else(|| MemberBalance {
+                        program_id: event.program_id.clone(),
+                        member_id: member_id.to_owned(),
+                        ..MemberBalance::default()
+                    });
+                entry.insert(Cached {
+                    row,
+                    dirty: false,
+                    lots: HashMap::new(),
+                })
+            }
+        })
+    }
+}
+
+impl Projection for BalanceProjection {
+    fn apply(&mut self, rows: &mut RowWriter<'_>, event: &LogEvent) -> Result<(), ViewError> {
+        let Some(member_id) = event.member_id() else {
+            return Ok(());
+        };
+        let position = event.position;
+        let member = self.load(rows, event, member_id)?;
+        member.dirty = true;
+        let before = member.row.total();
+        let now_us = member.row.effective_at_us.max(event.event.occurred_at_us);
+        member.row.effective_at_us = now_us;
+        member.row.stream_version = event.stream_version;
+        member.row.last_position = position;
+        let stream = event.stream.as_str();
+        let mut fold = Fold {
+            member,
+            rows,
+            stream,
+            position,
+            now_us,
+        };
+        let line = match &event.event.kind {
+            EventKind::ProgramDefined(_) | EventKind::ProgramRulesChanged(_) => None,
+            EventKind::TierChanged(_) => None,
+            EventKind::MemberEnrolled(_) => {
+                fold.member.row.enrolled = true;
+                None
+            }
+            EventKind::PointsEarned(e) => {
+                fold.repay(e.debt_repaid)?;
+                fold.create_lot(&e.lot)?;
+                let lifetime = &mut fold.member.row.lifetime;
+                add(&mut lifetime.earned, e.points.get(), "earned", position)?;
+                Some((LineKind::Earned, e.order_id.clone(), String::new()))
+            }
+            EventKind::PointsAwarded(e) => {
+                fold.repay(e.debt_repaid)?;
+                fold.create_lot(&e.lot)?;
+                let lifetime = &mut fold.member.row.lifetime;
+                add(&mut lifetime.awarded, e.points.get(), "awarded", position)?;
+                Some((LineKind::Awarded, String::new(), e.reason.clone()))
+            }
+            EventKind::PointsRedeemed(e) => {
+                let drawn = fold.take(&e.draws)?;
+                if drawn != e.points.get() {
+                    return Err(ViewError::event(
+                        position,
+                        format!("redeems {} but draws {drawn}", e.points),
+                    ));
+                }
+                let lifetime = &mut fold.member.row.lifetime;
+                add(&mut lifetime.redeemed, drawn, "redeemed", position)?;
+                Some((LineKind::Redeemed, e.redemption_id.clone(), String::new()))
+            }
+            EventKind::RedemptionCancelled(e) => {
+                fold.restore(&e.restored)?;
+                let lifetime = &mut fold.member.row.lifetime;
+                add(&mut lifetime.redeemed, -e.points.get(), "redeemed", position)?;
+                add(&mut lifetime.expired, sum(&e.expired), "expired", position)?;
+                Some((
+                    LineKind::RedemptionCancelled,
+                    e.redemption_id.clone(),
+                    String::new(),
+                ))
+            }
+            EventKind::EarnReversed(e) => {
+                let drawn = fold.take(&e.draws)?;
+                let shortfall = e.shortfall_points.get();
+                let row = &mut fold.member.row;
+                let taken = if e.shortfall_policy == ReturnPolicy::Debt {
+                    add(&mut row.debt, shortfall, "debt", position)?;
+                    checked(drawn.checked_add(shortfall), "reversed", position)?
+                } else {
+                    add(&mut row.lifetime.forfeited, shortfall, "forfeited", position)?;
+                    drawn
+                };
+                add(&mut row.lifetime.reversed, taken, "reversed", position)?;
+                Some((LineKind::Reversed, e.order_id.clone(), String::new()))
+            }
+            EventKind::PointsAdjusted(e) => {
+                fold.repay(e.debt_repaid)?;
+                if let Some(lot) = &e.lot {
+                    fold.create_lot(lot)?;
+                }
+                let drawn = fold.take(&e.draws)?;
+                let signed = if e.lot.is_some() {
+                    e.points.get()
+                } else {
+                    -drawn
+                };
+                let lifetime = &mut fold.member.row.lifetime;
+                add(&mut lifetime.adjusted, signed, "adjusted", position)?;
+                Some((LineKind::Adjusted, String::new(), e.reason.clone()))
+            }
+            EventKind::PointsTransferred(e) => {
+                if e.draws.is_empty() {
+                    fold.repay(e.debt_repaid)?;
+                    for lot in &e.lots {
+                        fold.create_lot(lot)?;
+                    }
+                    let lifetime = &mut fold.member.row.lifetime;
+                    add(&mut lifetime.transferred_in, e.points.get(), "transferred_in", position)?;
+                    Some((
+                        LineKind::TransferredIn,
+                        e.transfer_id.clone(),
+                        format!("from {}", e.from_member_id),
+                    ))
+                } else {
+                    let drawn = fold.take(&e.draws)?;
+                    let lifetime = &mut fold.member.row.lifetime;
+                    add(&mut lifetime.transferred_out, drawn, "transferred_out", position)?;
+                    Some((
+                        LineKind::TransferredOut,
+                        e.transfer_id.clone(),
+                        format!("to {}", e.to_member_id),
+                    ))
+                }
+            }
+            EventKind::PointsMatured(e) => {
+                fold.mature(e.lot_id.get(), e.points.get())?;
+                Some((LineKind::Matured, format!("lot {}", e.lot_id.get()), String::new()))
+            }
+            EventKind::PointsExpired(e) => {
+                let drawn = fold.take(&e.draws)?;
+                let lifetime = &mut fold.member.row.lifetime;
+                add(&mut lifetime.expired, drawn, "expired", position)?;
+                let reason = match e.reason {
+                    ExpiryReason::Lot => "lot expiry",
+                    ExpiryReason::Inactivity => "inactivity",
+                };
+                Some((LineKind::Expired, String::new(), reason.to_owned()))
+            }
+        };
+        let row = &fold.member.row;
+        let after = row.total();
+        if after.is_none() || after != row.lifetime.net() || row.debt < 0 || row.pending < 0 {
+            return Err(ViewError::event(
+                position,
+                format!(
+                    "points do not add up for {stream}: available {} + pending {} - debt {} \
+                     against lifetime totals {:?}",
+                    row.available, row.pending, row.debt, row.lifetime
+                ),
+            ));
+        }
+        if let Some((kind, reference, reason)) = line {
+            let points = checked(
+                after.zip(before).and_then(|(a, b)| a.checked_sub(b)),
+                "statement points",
+                position,
+            )?;
+            let line = StatementLine {
+                position,
+                kind,
+                points,
+                balance_after: row.balance(),
+                pending_after: row.pending,
+                debt_after: row.debt,
+                occurred_at_us: event.event.occurred_at_us,
+                effective_at_us: now_us,
+                reference,
+                reason,
+            };
+            rows.put_value(&line_key(stream, now_us, position), &line);
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self, rows: &mut RowWriter<'_>) {
+        for (stream, member) in &mut self.members {
+            if member.dirty {
+                rows.put_value(&member_key(stream), &member.row);
+                member.dirty = false;
+            }
+            for (lot_id, (lot, dirty)) in &mut member.lots {
+                if *dirty {
+                    rows.put_value(&lot_key(stream, *lot_id), lot);
+                    *dirty = false;
+                }
+            }
+        }
+        if self.members.len() > CACHED_MEMBERS_MAX {
+            self.members.clear();
+        }
+    }
+
+    fn reset(&mut self) {
+        self.members.clear();
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Queries. Each reads one snapshot and says the position it reflects.
+
+fn snapshot(store: &ledger_core::store::Store) -> Result<ViewSnapshot<'_>, QueryError> {
+    Ok(ViewSnapshot::take(store, ViewKind::Balance.tag())?)
+}
+
+fn member_row(
+    view: &ViewSnapshot<'_>,
+    stream: &StreamName,
+) -> Result<MemberBalance, QueryError> {
+    view.get_value(&member_key(stream.as_str()), "member balance")?
+        .ok_or_else(|| QueryError::NotFound {
+            what: format!("member {stream}"),
+            position: view.position(),
+        })
+}
+
+/// A member's balance row.
+pub fn get_balance(
+    store: &ledger_core::store::Store,
+    program_id: &ProgramId,
+    member_id: &MemberId,
+) -> Result<Answer<MemberBalance>, QueryError> {
+    let view = snapshot(store)?;
+    let stream = StreamName::member(program_id, member_id);
+    Ok(Answer {
+        position: view.position(),
+        value: member_row(&view, &stream)?,
+    })
+}
+
+/// A member's lots by lot id: open ones only, or every lot ever created.
+pub fn list_lots(
+    store: &ledger_core::store::Store,
+    program_id: &ProgramId,
+    member_id: &MemberId,
+    include_closed: bool,
+) -> Result<Answer<Vec<LotRow>>, QueryError> {
+    let view = snapshot(store)?;
+    let stream = StreamName::member(program_id, member_id);
+    member_row(&view, &stream)?;
+    let prefix = member_prefix(b'l', stream.as_str());
+    let mut lots = Vec::new();
+    view.scan(&prefix, &prefix, false, |_, value| {
+        let lot: LotRow = decode(value, "lot")?;
+        if include_closed || lot.remaining > 0 {
+            lots.push(lot);
+        }
+        Ok(true)
+    })?;
+    Ok(Answer {
+        position: view.position(),
+        value: lots,
+    })
+}
+
+/// One page of a statement, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StatementPage {
+    /// The lines, newest first.
+    pub lines: Vec<StatementLine>,
+    /// Token of the next (older) page; `None` on the last page.
+    pub next_page_token: Option<String>,
+}
+
+fn parse_page_token(token: &str) -> Result<(i64, u64), FieldError> {
+    let bad = || {
+        FieldError::new(
+            "page_token",
+            FieldReason::Invalid("not a token returned by a statement page".into()),
+        )
+    };
+    if token.len() != 32 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(bad());
+    }
+    let number = |range: std::ops::Range<usize>| {
+        token
+            .get(range)
+            .and_then(|hex| u64::from_str_radix(hex, 16).ok())
+            .ok_or_else(bad)
+    };
+    let effective = read_i64_ordered(&number(0..16)?.to_be_bytes()).ok_or_else(bad)?;
+    Ok((effective, number(16..32)?))
+}
+
+fn page_token(line: &StatementLine) -> String {
+    let mut key = Vec::with_capacity(16);
+    push_i64_ordered(&mut key, line.effective_at_us);
+    let effective = u64::from_be_bytes(key.try_into().unwrap_or([0; 8]));
+    format!("{effective:016x}{:016x}", line.position)
+}
+
+/// A page of a member's statement, newest line first. `page_size` 0 means
+/// [`STATEMENT_PAGE_LINES_DEFAULT`]; more than [`STATEMENT_PAGE_LINES_MAX`]
+/// is an error naming `page_size`. `page_token` is the previous page's
+/// `next_page_token`.
+pub fn statement(
+    store: &ledger_core::store::Store,
+    program_id: &ProgramId,
+    member_id: &MemberId,
+    page_size: usize,
+    page_token_in: Option<&str>,
+) -> Result<Answer<StatementPage>, QueryError> {
+    if page_size > STATEMENT_PAGE_LINES_MAX {
+        return Err(FieldError::new(
+            "page_size",
+            FieldReason::OutOfRange {
+                value: page_size as i128,
+                min: 0,
+                max: STATEMENT_PAGE_LINES_MAX as i128,
+            },
+        )
+        .into());
+    }
+    let page_size = if page_size == 0 {
+        STATEMENT_PAGE_LINES_DEFAULT
+    } else {
+        page_size
+    };
+    let start_after = page_token_in.map(parse_page_token).transpose()?;
+    let view = snapshot(store)?;
+    let stream = StreamName::member(program_id, member_id);
+    member_row(&view, &stream)?;
+    let prefix = member_prefix(b's', stream.as_str());
+    let start = match start_after {
+        // The greatest key below the last line returned.
+        Some((effective, position)) => {
+            line_key(stream.as_str(), effective, position.saturating_sub(1))
+        }
+        None => {
+            let mut key = prefix.clone();
+            key.extend_from_slice(&[0xff; 16]);
+            key
+        }
+    };
+    let mut lines = Vec::new();
+    let mut more = false;
+    view.scan(&prefix, &start, true, |_, value| {
+        if lines.len() == page_size {
+            more = true;
+            return Ok(false);
+        }
+        lines.push(decode::<StatementLine>(value, "statement line")?);
+        Ok(true)
+    })?;
+    let next_page_token = if more { lines.last().map(page_token) } else { None };
+    Ok(Answer {
+        position: view.position(),
+        value: StatementPage {
+            lines,
+            next_page_token,
+        },
+    })
+}
+
+/// A member's points as of a past instant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BalanceAsOf {
+    /// The instant asked for.
+    pub at_us: i64,
+    /// Balance (available - debt) then.
+    pub balance: i64,
+    /// Pending points then.
+    pub pending: i64,
+    /// Debt then.
+    pub debt: i64,
+    /// Position of the last event at or before the instant (0: none).
+    pub as_of_position: u64,
+}
+
+/// A member's balance as of `at_us` (the member's business time), read from
+/// the last statement line at or before it.
+pub fn balance_as_of(
+    store: &ledger_core::store::Store,
+    program_id: &ProgramId,
+    member_id: &MemberId,
+    at_us: i64,
+) -> Result<Answer<BalanceAsOf>, QueryError> {
+    let view = snapshot(store)?;
+    let stream = StreamName::member(program_id, member_id);
+    member_row(&view, &stream)?;
+    let prefix = member_prefix(b's', stream.as_str());
+    let start = line_key(stream.as_str(), at_us, u64::MAX);
+    let mut found = BalanceAsOf {
+        at_us,
+        balance: 0,
+        pending: 0,
+        debt: 0,
+        as_of_position: 0,
+    };
+    view.scan(&prefix, &start, true, |_, value| {
+        let line: StatementLine = decode(value, "statement line")?;
+        found = BalanceAsOf {
+            at_us,
+            balance: line.balance_after,
+            pending: line.pending_after,
+            debt: line.debt_after,
+            as_of_position: line.position,
+        };
+        Ok(false)
+    })?;
+    Ok(Answer {
+        position: view.position(),
+        value: found,
+    })
+}

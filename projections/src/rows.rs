@@ -1,0 +1,370 @@
+//! How views keep their rows in the store's `views` column family.
+//!
+//! Every projection has a one-byte tag and writes into a numbered
+//! *generation*; a rebuild fills the next generation while queries read the
+//! active one, then switches the active pointer in one write. Keys:
+//!
+//! - `'a' || tag` -> `be_u32(generation)`: the active generation;
+//! - `'c' || tag || be_u32(generation)` -> checkpoint (`be_u64(position) ||
+//!   be_i64(recorded_at_us)` of the last applied record);
+//! - `'r' || tag || be_u32(generation) || row key` -> row value.
+//!
+//! A projection's rows and its checkpoint are written in one batch, without
+//! fsync (views are rebuildable): after a crash the checkpoint and the rows
+//! agree, at some position at or before the last one applied.
+//!
+//! Row values are bincode (the standard configuration, as the write model's
+//! snapshots), so a view state has exactly one encoding and a rebuilt view
+//! is byte-equal to one built incrementally.
+
+use crate::error::ViewError;
+use ledger_core::store::{CF_VIEWS, Store};
+use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+const ACTIVE: u8 = b'a';
+const CHECKPOINT: u8 = b'c';
+const ROWS: u8 = b'r';
+
+/// The last record a view has applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Checkpoint {
+    /// Its log position (0: nothing applied).
+    pub position: u64,
+    /// When it was recorded (engine time, µs), for lag in seconds.
+    pub recorded_at_us: i64,
+}
+
+impl Checkpoint {
+    fn encode(&self) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        out[..8].copy_from_slice(&self.position.to_be_bytes());
+        out[8..].copy_from_slice(&self.recorded_at_us.to_be_bytes());
+        out
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Checkpoint, ViewError> {
+        let corrupt = || ViewError::row("checkpoint", "not 16 bytes");
+        let (position, recorded) = bytes.split_at_checked(8).ok_or_else(corrupt)?;
+        Ok(Checkpoint {
+            position: u64::from_be_bytes(position.try_into().map_err(|_| corrupt())?),
+            recorded_at_us: i64::from_be_bytes(recorded.try_into().map_err(|_| corrupt())?),
+        })
+    }
+}
+
+/// One generation of one projection's rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// The projection's tag.
+    pub tag: u8,
+    /// The generation.
+    pub generation: u32,
+}
+
+impl Space {
+    fn rows_prefix(&self) -> [u8; 6] {
+        let mut out = [0u8; 6];
+        out[0] = ROWS;
+        out[1] = self.tag;
+        out[2..].copy_from_slice(&self.generation.to_be_bytes());
+        out
+    }
+
+    fn checkpoint_key(&self) -> [u8; 6] {
+        let mut out = self.rows_prefix();
+        out[0] = CHECKPOINT;
+        out
+    }
+
+    fn row_key(&self, suffix: &[u8]) -> Vec<u8> {
+        let mut key = Vec::with_capacity(6 + suffix.len());
+        key.extend_from_slice(&self.rows_prefix());
+        key.extend_from_slice(suffix);
+        key
+    }
+}
+
+fn active_key(tag: u8) -> [u8; 2] {
+    [ACTIVE, tag]
+}
+
+/// Encodes a row value.
+pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+    // Encoding plain structs into a Vec cannot fail; an empty value would
+    // fail to decode later and be reported there.
+    bincode::serde::encode_to_vec(value, bincode::config::standard()).unwrap_or_default()
+}
+
+/// Decodes a row value; `what` names it in the error.
+pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ViewError> {
+    bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(value, _)| value)
+        .map_err(|error| ViewError::row(what, error.to_string()))
+}
+
+/// Appends `value` as eight big-endian bytes that sort like the signed
+/// number (the sign bit flipped).
+pub fn push_i64_ordered(key: &mut Vec<u8>, value: i64) {
+    key.extend_from_slice(&((value as u64) ^ (1 << 63)).to_be_bytes());
+}
+
+/// Reads a number written by [`push_i64_ordered`].
+pub fn read_i64_ordered(bytes: &[u8]) -> Option<i64> {
+    Some((u64::from_be_bytes(bytes.try_into().ok()?) ^ (1 << 63)) as i64)
+}
+
+/// The active generation of `tag`, if one was ever set.
+pub fn active_generation(store: &Store, tag: u8) -> Result<Option<u32>, ViewError> {
+    match store
+        .db()
+        .get_pinned_cf(store.cf(CF_VIEWS), active_key(tag))?
+    {
+        None => Ok(None),
+        Some(bytes) => {
+            let bytes: [u8; 4] = bytes
+                .as_ref()
+                .try_into()
+                .map_err(|_| ViewError::row("active generation", "not 4 bytes"))?;
+            Ok(Some(u32::from_be_bytes(bytes)))
+        }
+    }
+}
+
+/// The checkpoint of a generation (position 0 when it has none).
+pub fn checkpoint(store: &Store, space: Space) -> Result<Checkpoint, ViewError> {
+    match store
+        .db()
+        .get_pinned_cf(store.cf(CF_VIEWS), space.checkpoint_key())?
+    {
+        None => Ok(Checkpoint::default()),
+        Some(bytes) => Checkpoint::decode(&bytes),
+    }
+}
+
+/// Adds to `batch` the deletion of every generation of `tag` except `keep`
+/// (leftovers of an interrupted rebuild, or the generation a rebuild
+/// replaced).
+pub fn delete_other_generations(store: &Store, batch: &mut WriteBatch, tag: u8, keep: u32) {
+    let cf = store.cf(CF_VIEWS);
+    for kind in [ROWS, CHECKPOINT] {
+        let first = [kind, tag, 0, 0, 0, 0];
+        let mut keep_start = first;
+        keep_start[2..].copy_from_slice(&keep.to_be_bytes());
+        batch.delete_range_cf(cf, first, keep_start);
+                if let Some(next) = keep.checked_add(1) {
+            let mut after_keep = first;
+            after_keep[2..].copy_from_slice(&next.to_be_bytes());
+            // Up to the next tag; tags are ASCII letters, so `tag + 1` fits.
+            batch.delete_range_cf(cf, &after_keep[..], &[kind, tag.saturating_add(1)][..]);
+        }
+    }
+}
+
+/// Adds to `batch` the switch of `tag`'s active generation.
+pub fn set_active(store: &Store, batch: &mut WriteBatch, tag: u8, generation: u32) {
+    batch.put_cf(
+        store.cf(CF_VIEWS),
+        active_key(tag),
+        generation.to_be_bytes(),
+    );
+}
+
+/// Buffered writes of one chunk of events, and reads of what earlier chunks
+/// wrote. The projection keeps its own caches for rows it rewrites within a
+/// chunk; reads here see only committed rows.
+pub struct RowWriter<'a> {
+    store: &'a Store,
+    space: Space,
+    batch: WriteBatch,
+}
+
+impl<'a> RowWriter<'a> {
+    /// An empty chunk for `space`.
+    pub fn new(store: &'a Store, space: Space) -> Self {
+        RowWriter {
+            store,
+            space,
+            batch: WriteBatch::default(),
+        }
+    }
+
+    /// The committed value of a row.
+    pub fn get(&self, suffix: &[u8]) -> Result<Option<Vec<u8>>, ViewError> {
+        Ok(self
+            .store
+            .db()
+            .get_cf(self.store.cf(CF_VIEWS), self.space.row_key(suffix))?)
+    }
+
+    /// The committed value of a row, decoded.
+    pub fn get_value<T: DeserializeOwned>(
+        &self,
+        suffix: &[u8],
+        what: &str,
+    ) -> Result<Option<T>, ViewError> {
+        self.get(suffix)?
+            .map(|bytes| decode(&bytes, what))
+            .transpose()
+    }
+
+    /// Writes a row.
+    pub fn put(&mut self, suffix: &[u8], value: &[u8]) {
+        let key = self.space.row_key(suffix);
+        self.batch.put_cf(self.store.cf(CF_VIEWS), key, value);
+    }
+
+    /// Writes a row, encoded.
+    pub fn put_value<T: Serialize>(&mut self, suffix: &[u8], value: &T) {
+        self.put(suffix, &encode(value));
+    }
+
+    /// Deletes a row.
+    pub fn delete(&mut self, suffix: &[u8]) {
+        let key = self.space.row_key(suffix);
+        self.batch.delete_cf(self.store.cf(CF_VIEWS), key);
+    }
+
+    /// Writes everything buffered together with `checkpoint` (and whatever
+    /// `extra` adds, e.g. an activation), without fsync.
+    pub fn commit(
+        mut self,
+        checkpoint: Checkpoint,
+        extra: impl FnOnce(&Store, &mut WriteBatch),
+    ) -> Result<(), ViewError> {
+        self.batch.put_cf(
+            self.store.cf(CF_VIEWS),
+            self.space.checkpoint_key(),
+            checkpoint.encode(),
+        );
+        extra(self.store, &mut self.batch);
+        self.store.write_relaxed(self.batch)?;
+        Ok(())
+    }
+}
+
+/// A consistent read of one projection's active generation: the checkpoint
+/// and every row as of one RocksDB snapshot.
+pub struct ViewSnapshot<'a> {
+    store: &'a Store,
+    snapshot: rocksdb::Snapshot<'a>,
+    space: Option<Space>,
+    checkpoint: Checkpoint,
+}
+
+impl<'a> ViewSnapshot<'a> {
+    /// Takes a snapshot of `tag`'s active generation.
+    pub fn take(store: &'a Store, tag: u8) -> Result<ViewSnapshot<'a>, ViewError> {
+        let snapshot = store.db().snapshot();
+        let cf = store.cf(CF_VIEWS);
+        let active = match snapshot.get_cf(cf, active_key(tag))? {
+            None => None,
+            Some(bytes) => Some(u32::from_be_bytes(
+                bytes
+                    .as_slice()
+                    .try_into()
+                    .map_err(|_| ViewError::row("active generation", "not 4 bytes"))?,
+            )),
+        };
+        let space = active.map(|generation| Space { tag, generation });
+        let checkpoint = match space {
+            None => Checkpoint::default(),
+            Some(space) => match snapshot.get_cf(cf, space.checkpoint_key())? {
+                None => Checkpoint::default(),
+                Some(bytes) => Checkpoint::decode(&bytes)?,
+            },
+        };
+        Ok(ViewSnapshot {
+            store,
+            snapshot,
+            space,
+            checkpoint,
+        })
+    }
+
+    /// The position the rows reflect.
+    pub fn position(&self) -> u64 {
+        self.checkpoint.position
+    }
+
+    /// A row, decoded.
+    pub fn get_value<T: DeserializeOwned>(
+        &self,
+        suffix: &[u8],
+        what: &str,
+    ) -> Result<Option<T>, ViewError> {
+        let Some(space) = self.space else {
+            return Ok(None);
+        };
+        self.snapshot
+            .get_cf(self.store.cf(CF_VIEWS), space.row_key(suffix))?
+            .map(|bytes| decode(&bytes, what))
+            .transpose()
+    }
+
+    /// Rows whose key starts with `prefix`, from `start` (a key suffix at or
+    /// after `prefix`) forwards, or from `start` backwards when `reverse`
+    /// (the first row returned is the last one at or before `start`). Calls
+    /// `visit(key after prefix, value)` until it returns false.
+    pub fn scan(
+        &self,
+        prefix: &[u8],
+        start: &[u8],
+        reverse: bool,
+        mut visit: impl FnMut(&[u8], &[u8]) -> Result<bool, ViewError>,
+    ) -> Result<(), ViewError> {
+        let Some(space) = self.space else {
+            return Ok(());
+        };
+        let full_prefix = space.row_key(prefix);
+        let full_start = space.row_key(start);
+        let mut options = ReadOptions::default();
+        options.set_snapshot(&self.snapshot);
+        let direction = if reverse {
+            Direction::Reverse
+        } else {
+            Direction::Forward
+        };
+        let iter = self.store.db().iterator_cf_opt(
+            self.store.cf(CF_VIEWS),
+            options,
+            IteratorMode::From(&full_start, direction),
+        );
+        for item in iter {
+            let (key, value) = item?;
+            let Some(rest) = key.strip_prefix(full_prefix.as_slice()) else {
+                break;
+            };
+            if !visit(rest, &value)? {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// SHA-256 over a generation's checkpoint and every row (key without the
+/// generation prefix, and value, each length-prefixed): equal digests mean
+/// byte-equal views.
+pub fn digest(store: &Store, space: Space) -> Result<[u8; 32], ViewError> {
+    let mut hasher = Sha256::new();
+    hasher.update(checkpoint(store, space)?.encode());
+    let prefix = space.rows_prefix();
+    let iter = store.db().iterator_cf(
+        store.cf(CF_VIEWS),
+        IteratorMode::From(&prefix, Direction::Forward),
+    );
+    for item in iter {
+        let (key, value) = item?;
+        let Some(rest) = key.strip_prefix(prefix.as_slice()) else {
+            break;
+        };
+        hasher.update((rest.len() as u64).to_be_bytes());
+        hasher.update(rest);
+        hasher.update((value.len() as u64).to_be_bytes());
+        hasher.update(&value);
+    }
+    Ok(hasher.finalize().into())
+}

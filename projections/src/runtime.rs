@@ -1,0 +1,775 @@
+//! The projection runtime: one worker thread per view, each folding the log
+//! into its rows from its checkpoint, then following the live head.
+//!
+//! - A worker reads records after its checkpoint, folds them with its
+//!   [`Projection`], and writes the rows and the new checkpoint in one batch
+//!   (a *chunk*: up to [`CHUNK_EVENTS_MAX`] events, or fewer when it reaches
+//!   the head). A restart resumes from the checkpoint; a crash loses at most
+//!   the chunks not yet written, which are folded again.
+//! - An event the projection cannot fold stops the worker: the chunk holding
+//!   it is not written, and the status names the position and the error. No
+//!   event is ever skipped.
+//! - Read-your-writes: each view publishes the position its committed rows
+//!   reflect; [`Runtime::wait_for`] waits for a position, up to a deadline.
+//! - Rebuild: a second worker folds the log from position 0 into the next
+//!   generation while the first keeps serving. Once it has caught up, the
+//!   first stops, the second catches up to where the first stopped and
+//!   switches the active generation in the same write as its rows; the old
+//!   generation is deleted in that write too. Queries read the old rows until
+//!   that write, the new ones after it.
+
+use crate::balance::BalanceProjection;
+use crate::error::{QueryError, ViewError};
+use crate::event::LogEvent;
+use crate::rows::{
+    self, Checkpoint, RowWriter, Space, active_generation, delete_other_generations, set_active,
+};
+use crate::tier::TierProjection;
+use ledger_core::chain::Head;
+use ledger_core::clock::Clock;
+use ledger_core::error::{FieldError, FieldReason};
+use ledger_core::limits::READ_CHUNK_RECORDS;
+use ledger_core::store::Store;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Most events folded into one chunk (one write of rows and checkpoint).
+pub const CHUNK_EVENTS_MAX: usize = 16_384;
+
+/// A fold of the log into rows: `(view state, event) -> view writes`.
+///
+/// `apply` may keep rows it rewrites often (a member's balance) in its own
+/// cache and write them in `flush`, which the runtime calls once per chunk;
+/// what it writes must depend on the events only, never on where chunks
+/// end, so that a rebuild is byte-equal to an incremental build.
+pub trait Projection: Send {
+    /// Folds one event; reads of earlier chunks' rows go through `rows`.
+    fn apply(&mut self, rows: &mut RowWriter<'_>, event: &LogEvent) -> Result<(), ViewError>;
+    /// Writes every cached row changed in this chunk into `rows`.
+    fn flush(&mut self, rows: &mut RowWriter<'_>);
+    /// Forgets every cache (the chunk was not written).
+    fn reset(&mut self);
+}
+
+/// The views this runtime builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ViewKind {
+    /// Balances, lots, statements: see [`crate::balance`].
+    Balance,
+    /// Tiers, progress, history, distribution: see [`crate::tier`].
+    Tier,
+}
+
+impl ViewKind {
+    /// Every view, in start order.
+    pub const ALL: [ViewKind; 2] = [ViewKind::Balance, ViewKind::Tier];
+
+    /// Its name (status, `ledgerd rebuild --projection`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ViewKind::Balance => "balance",
+            ViewKind::Tier => "tier",
+        }
+    }
+
+    /// Its one-byte tag in the views column family.
+    pub fn tag(self) -> u8 {
+        match self {
+            ViewKind::Balance => b'b',
+            ViewKind::Tier => b't',
+        }
+    }
+
+    /// The view named `name`, or an error naming `field`.
+    pub fn parse(field: &str, name: &str) -> Result<ViewKind, FieldError> {
+        ViewKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
+            .ok_or_else(|| {
+                FieldError::new(
+                    field,
+                    FieldReason::Invalid(format!(
+                        "unknown projection `{name}`; the projections are {}",
+                        ViewKind::ALL.map(ViewKind::name).join(", ")
+                    )),
+                )
+            })
+    }
+
+    fn projection(self) -> Box<dyn Projection> {
+        match self {
+            ViewKind::Balance => Box::new(BalanceProjection::default()),
+            ViewKind::Tier => Box::new(TierProjection::default()),
+        }
+    }
+}
+
+/// A view's fold at one generation: the projection and its checkpoint.
+pub struct Folder {
+    kind: ViewKind,
+    projection: Box<dyn Projection>,
+    space: Space,
+    checkpoint: Checkpoint,
+}
+
+impl Folder {
+    /// Opens `generation` of `kind` at its stored checkpoint.
+    pub fn open(store: &Store, kind: ViewKind, generation: u32) -> Result<Folder, ViewError> {
+        let space = Space {
+            tag: kind.tag(),
+            generation,
+        };
+        Ok(Folder {
+            kind,
+            projection: kind.projection(),
+            space,
+            checkpoint: rows::checkpoint(store, space)?,
+        })
+    }
+
+    /// The last position applied and written.
+    pub fn checkpoint(&self) -> Checkpoint {
+        self.checkpoint
+    }
+
+    /// The generation it writes.
+    pub fn generation(&self) -> u32 {
+        self.space.generation
+    }
+
+    /// Folds records after the checkpoint, up to `up_to` and at most
+    /// [`CHUNK_EVENTS_MAX`], and writes them as one chunk. Returns how many
+    /// were applied; on failure nothing of the chunk is written and the
+    /// error names the position that failed.
+    pub fn step(&mut self, store: &Store, up_to: u64) -> Result<usize, (u64, ViewError)> {
+        let mut rows = RowWriter::new(store, self.space);
+        let mut next = self.checkpoint.position + 1;
+        let mut last = self.checkpoint;
+        let mut applied = 0usize;
+        let result = (|| {
+            while next <= up_to && applied < CHUNK_EVENTS_MAX {
+                let want = READ_CHUNK_RECORDS.min(CHUNK_EVENTS_MAX - applied);
+                let records = store
+                    .read_range(next, up_to, want)
+                    .map_err(|error| (next, error.into()))?;
+                if records.is_empty() {
+                    return Err((
+                        next,
+                        ViewError::event(next, "a durable position has no record"),
+                    ));
+                }
+                for stored in &records {
+                    let event = LogEvent::decode(stored).map_err(|error| (next, error))?;
+                    self.projection
+                        .apply(&mut rows, &event)
+                        .map_err(|error| (next, error))?;
+                    last = Checkpoint {
+                        position: event.position,
+                        recorded_at_us: event.recorded_at_us,
+                    };
+                    next += 1;
+                    applied += 1;
+                }
+            }
+            Ok(())
+        })();
+        if let Err(failure) = result {
+            self.projection.reset();
+            return Err(failure);
+        }
+        if applied == 0 {
+            return Ok(0);
+        }
+        self.projection.flush(&mut rows);
+        if let Err(error) = rows.commit(last, |_, _| {}) {
+            self.projection.reset();
+            return Err((self.checkpoint.position + 1, error));
+        }
+        self.checkpoint = last;
+        Ok(applied)
+    }
+
+    /// Makes this generation the active one and deletes every other, in one
+    /// write.
+    pub fn activate(&mut self, store: &Store) -> Result<(), ViewError> {
+        let mut batch = rocksdb::WriteBatch::default();
+        set_active(store, &mut batch, self.kind.tag(), self.space.generation);
+        delete_other_generations(store, &mut batch, self.kind.tag(), self.space.generation);
+        store.write_relaxed(batch)?;
+        Ok(())
+    }
+}
+
+/// What a worker is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WorkerState {
+    /// Folding records behind the head.
+    CatchingUp,
+    /// At the head, waiting for new records.
+    Live,
+    /// Stopped on an event it could not fold (or a storage failure); the
+    /// view stays at its checkpoint.
+    Failed {
+        /// The position that failed.
+        position: u64,
+        /// Why.
+        error: String,
+    },
+    /// Stopped on request.
+    Stopped,
+}
+
+/// A worker's last report.
+#[derive(Debug, Clone)]
+struct Report {
+    checkpoint: Checkpoint,
+    state: WorkerState,
+    /// True once its generation is the active one.
+    active: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Control {
+    Run,
+    /// Switch to this generation once the checkpoint is at least this.
+    Activate {
+        at_least: u64,
+    },
+    Stop,
+}
+
+struct Worker {
+    generation: u32,
+    control: watch::Sender<Control>,
+    report: watch::Receiver<Report>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Worker {
+    fn spawn(
+        store: Store,
+        head: watch::Receiver<Head>,
+        folder: Folder,
+        applied: Arc<watch::Sender<u64>>,
+        active: bool,
+    ) -> Result<Worker, ViewError> {
+        let (control_tx, control_rx) = watch::channel(Control::Run);
+        let (report_tx, report_rx) = watch::channel(Report {
+            checkpoint: folder.checkpoint(),
+            state: WorkerState::CatchingUp,
+            active,
+        });
+        let generation = folder.generation();
+        let name = format!("view-{}-{generation}", folder.kind.name());
+        let handle = tokio::runtime::Handle::current();
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || {
+                let run = WorkerRun {
+                    store,
+                    head,
+                    control: control_rx,
+                    report: report_tx,
+                    applied,
+                    folder,
+                    active,
+                };
+                run.run(&handle);
+            })
+            .map_err(|error| ViewError::row("worker", format!("cannot start: {error}")))?;
+        Ok(Worker {
+            generation,
+            control: control_tx,
+            report: report_rx,
+            thread: Some(thread),
+        })
+    }
+
+    fn report(&self) -> Report {
+        self.report.borrow().clone()
+    }
+
+    /// Stops the thread and waits for it; returns its last report.
+    async fn stop(mut self) -> Report {
+        self.control.send_replace(Control::Stop);
+        if let Some(thread) = self.thread.take() {
+            // A panicked worker has stopped too; its last report stands.
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        self.report()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        // The thread ends on its own once it sees Stop (or the sender gone).
+        self.control.send_replace(Control::Stop);
+    }
+}
+
+struct WorkerRun {
+    store: Store,
+    head: watch::Receiver<Head>,
+    control: watch::Receiver<Control>,
+    report: watch::Sender<Report>,
+    applied: Arc<watch::Sender<u64>>,
+    folder: Folder,
+    active: bool,
+}
+
+impl WorkerRun {
+    fn set_state(&self, state: WorkerState) {
+        let checkpoint = self.folder.checkpoint();
+        let active = self.active;
+        self.report.send_if_modified(|report| {
+            let changed =
+                report.state != state || report.checkpoint != checkpoint || report.active != active;
+            *report = Report {
+                checkpoint,
+                state,
+                active,
+            };
+            changed
+        });
+        if active {
+            self.applied.send_if_modified(|applied| {
+                let moved = *applied < checkpoint.position;
+                *applied = (*applied).max(checkpoint.position);
+                moved
+            });
+        }
+    }
+
+    fn run(mut self, handle: &tokio::runtime::Handle) {
+        let mut head_open = true;
+        loop {
+            let control = *self.control.borrow_and_update();
+            match control {
+                Control::Stop => {
+                    self.set_state(WorkerState::Stopped);
+                    return;
+                }
+                Control::Activate { at_least }
+                    if !self.active && self.folder.checkpoint().position >= at_least =>
+                {
+                    if let Err(error) = self.folder.activate(&self.store) {
+                        let position = self.folder.checkpoint().position + 1;
+                        self.fail(position, error);
+                        return;
+                    }
+                    self.active = true;
+                    tracing::info!(
+                        view = self.folder.kind.name(),
+                        generation = self.folder.generation(),
+                        position = self.folder.checkpoint().position,
+                        "rebuilt view is now active"
+                    );
+                }
+                Control::Run | Control::Activate { .. } => {}
+            }
+            let head = self.head.borrow_and_update().position;
+            if self.folder.checkpoint().position < head {
+                self.set_state(WorkerState::CatchingUp);
+                if let Err((position, error)) = self.folder.step(&self.store, head) {
+                    self.fail(position, error);
+                    return;
+                }
+                continue;
+            }
+            self.set_state(WorkerState::Live);
+            let control = &mut self.control;
+            let head_rx = &mut self.head;
+            let control_open = handle.block_on(async {
+                tokio::select! {
+                    changed = head_rx.changed(), if head_open => {
+                        head_open = changed.is_ok();
+                        true
+                    }
+                    changed = control.changed() => changed.is_ok(),
+                }
+            });
+            if !control_open {
+                // The runtime is gone: nobody will read this view's reports.
+                return;
+            }
+        }
+    }
+
+    fn fail(&self, position: u64, error: ViewError) {
+        tracing::error!(
+            view = self.folder.kind.name(),
+            position,
+            %error,
+            "view stopped on an event it cannot fold"
+        );
+        self.set_state(WorkerState::Failed {
+            position,
+            error: error.to_string(),
+        });
+    }
+}
+
+/// The status of one view.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectionStatus {
+    /// Its name.
+    pub name: &'static str,
+    /// The active generation.
+    pub generation: u32,
+    /// The last position its rows reflect.
+    pub checkpoint: u64,
+    /// The log head.
+    pub head: u64,
+    /// Events behind the head.
+    pub lag_events: u64,
+    /// How long ago the oldest event not yet applied was recorded, µs (0
+    /// when at the head).
+    pub lag_us: i64,
+    /// What its worker is doing.
+    pub state: WorkerState,
+    /// A rebuild in progress: its generation and checkpoint.
+    pub rebuild: Option<(u32, u64)>,
+}
+
+/// What a finished rebuild did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RebuildOutcome {
+    /// The new active generation.
+    pub generation: u32,
+    /// The position its rows reflected when it became active.
+    pub position: u64,
+}
+
+struct Slot {
+    kind: ViewKind,
+    applied: Arc<watch::Sender<u64>>,
+    worker: Mutex<Option<Worker>>,
+    rebuilding: Mutex<Option<(u32, watch::Receiver<Report>)>>,
+    rebuild_lock: tokio::sync::Mutex<()>,
+}
+
+/// The running views of one store.
+pub struct Runtime {
+    store: Store,
+    head: watch::Receiver<Head>,
+    clock: Arc<dyn Clock>,
+    slots: Vec<Slot>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poison| poison.into_inner())
+}
+
+impl Runtime {
+    /// Starts a worker for each of `kinds` at its active generation (the
+    /// first start creates generation 1), after deleting leftovers of an
+    /// interrupted rebuild. Must be called inside a tokio runtime.
+    pub fn start(
+        store: Store,
+        head: watch::Receiver<Head>,
+        clock: Arc<dyn Clock>,
+        kinds: &[ViewKind],
+    ) -> Result<Runtime, ViewError> {
+        let mut slots = Vec::with_capacity(kinds.len());
+        for &kind in kinds {
+            let generation = active_generation(&store, kind.tag())?.unwrap_or(1);
+            let mut batch = rocksdb::WriteBatch::default();
+            set_active(&store, &mut batch, kind.tag(), generation);
+            delete_other_generations(&store, &mut batch, kind.tag(), generation);
+            store.write_relaxed(batch)?;
+            let folder = Folder::open(&store, kind, generation)?;
+            let applied = Arc::new(watch::channel(folder.checkpoint().position).0);
+            let worker = Worker::spawn(store.clone(), head.clone(), folder, applied.clone(), true)?;
+            slots.push(Slot {
+                kind,
+                applied,
+                worker: Mutex::new(Some(worker)),
+                rebuilding: Mutex::new(None),
+                rebuild_lock: tokio::sync::Mutex::new(()),
+            });
+        }
+        Ok(Runtime {
+            store,
+            head,
+            clock,
+            slots,
+        })
+    }
+
+    /// The store the views live in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The log head as last published by the writer.
+    pub fn head(&self) -> u64 {
+        self.head.borrow().position
+    }
+
+    fn slot(&self, kind: ViewKind) -> Result<&Slot, QueryError> {
+        self.slots
+            .iter()
+            .find(|slot| slot.kind == kind)
+            .ok_or_else(|| {
+                QueryError::Invalid(FieldError::new(
+                    "projection",
+                    FieldReason::Invalid(format!("projection `{}` is not running", kind.name())),
+                ))
+            })
+    }
+
+    /// The position `kind`'s committed rows reflect.
+    pub fn position(&self, kind: ViewKind) -> Result<u64, QueryError> {
+        Ok(*self.slot(kind)?.applied.borrow())
+    }
+
+    /// Waits until `kind` reflects `min_position`, at most `timeout`, and
+    /// returns the position it reflects then (lower on timeout). A
+    /// `min_position` beyond the head is an error naming `min_position`: no
+    /// write has returned it.
+    pub async fn wait_for(
+        &self,
+        kind: ViewKind,
+        min_position: u64,
+        timeout: Duration,
+    ) -> Result<u64, QueryError> {
+        let slot = self.slot(kind)?;
+        let head = self.head();
+        if min_position > head {
+            return Err(QueryError::Invalid(FieldError::new(
+                "min_position",
+                FieldReason::OutOfRange {
+                    value: i128::from(min_position),
+                    min: 0,
+                    max: i128::from(head),
+                },
+            )));
+        }
+        let mut applied = slot.applied.subscribe();
+        // On timeout, or a view that cannot get there (stopped or failed),
+        // the answer comes from the rows as they stand.
+        let _ = tokio::time::timeout(timeout, applied.wait_for(|at| *at >= min_position)).await;
+        Ok(*slot.applied.borrow())
+    }
+
+    /// Waits until every view reflects `position` (for health at start).
+    pub async fn wait_all(&self, position: u64) {
+        for slot in &self.slots {
+            let mut applied = slot.applied.subscribe();
+            // A closed channel means the runtime is stopping.
+            let _ = applied.wait_for(|at| *at >= position).await;
+        }
+    }
+
+    /// The status of every view.
+    pub fn status(&self) -> Vec<ProjectionStatus> {
+        self.slots.iter().map(|slot| self.slot_status(slot)).collect()
+    }
+
+    /// The status of one view.
+    pub fn status_of(&self, kind: ViewKind) -> Result<ProjectionStatus, QueryError> {
+        Ok(self.slot_status(self.slot(kind)?))
+    }
+
+    fn slot_status(&self, slot: &Slot) -> ProjectionStatus {
+        let head = self.head();
+        let (generation, report) = match lock(&slot.worker).as_ref() {
+            Some(worker) => (worker.generation, worker.report()),
+            None => (
+                0,
+                Report {
+                    checkpoint: Checkpoint::default(),
+                    state: WorkerState::Stopped,
+                    active: false,
+                },
+            ),
+        };
+        let checkpoint = report.checkpoint.position;
+        let lag_events = head.saturating_sub(checkpoint);
+        let lag_us = if lag_events == 0 {
+            0
+        } else {
+            // The oldest event not applied yet: how long it has waited.
+            match self.store.read_range(checkpoint + 1, checkpoint + 1, 1) {
+                Ok(records) => records
+                    .first()
+                    .and_then(|stored| stored.decode().ok())
+                    .map_or(0, |record| {
+                        self.clock
+                            .now_us()
+                            .saturating_sub(record.recorded_at_us)
+                            .max(0)
+                    }),
+                Err(_) => 0,
+            }
+        };
+                let rebuild = lock(&slot.rebuilding)
+            .as_ref()
+            .map(|(generation, report)| (*generation, report.borrow().checkpoint.position));
+        ProjectionStatus {
+            name: slot.kind.name(),
+            generation,
+            checkpoint,
+            head,
+            lag_events,
+            lag_us,
+            state: report.state,
+            rebuild,
+        }
+    }
+
+    /// Rebuilds `kind` from position 0 into a new generation while the
+    /// current one keeps answering, then switches to it. One rebuild per
+    /// view at a time; a second call waits for the first.
+    pub async fn rebuild(&self, kind: ViewKind) -> Result<RebuildOutcome, QueryError> {
+        let slot = self.slot(kind)?;
+        let _one_at_a_time = slot.rebuild_lock.lock().await;
+        let current = lock(&slot.worker)
+            .as_ref()
+            .map_or(0, |worker| worker.generation);
+        let generation = current.checked_add(1).ok_or_else(|| {
+            ViewError::row("active generation", "no generation after u32::MAX")
+        })?;
+        // Leftovers of an interrupted rebuild into the same generation.
+        let mut batch = rocksdb::WriteBatch::default();
+        delete_other_generations(&self.store, &mut batch, kind.tag(), current);
+        self.store.write_relaxed(batch).map_err(ViewError::from)?;
+        let folder = Folder::open(&self.store, kind, generation)?;
+        let shadow = Worker::spawn(
+            self.store.clone(),
+            self.head.clone(),
+            folder,
+            slot.applied.clone(),
+            false,
+        )?;
+        *lock(&slot.rebuilding) = Some((generation, shadow.report.clone()));
+        let result = self.switch_to(slot, shadow).await;
+        *lock(&slot.rebuilding) = None;
+        result
+    }
+
+    async fn switch_to(&self, slot: &Slot, shadow: Worker) -> Result<RebuildOutcome, QueryError> {
+        let failed = |report: &Report| match &report.state {
+            WorkerState::Failed { position, error } => Some(ViewError::event(*position, error)),
+            _ => None,
+        };
+        // 1. The new generation catches up with the head.
+        let mut report_rx = shadow.report.clone();
+        let mut head_rx = self.head.clone();
+        loop {
+            let report = report_rx.borrow_and_update().clone();
+            if let Some(error) = failed(&report) {
+                shadow.stop().await;
+                return Err(error.into());
+            }
+            if report.checkpoint.position >= head_rx.borrow_and_update().position {
+                break;
+            }
+            tokio::select! {
+                changed = report_rx.changed() => if changed.is_err() { break },
+                _ = head_rx.changed() => {}
+            }
+        }
+        // 2. The old worker stops where it is; the new one catches up to it
+        //    and switches the active generation.
+        let old = lock(&slot.worker).take();
+        let old_checkpoint = match old {
+            Some(old) => old.stop().await.checkpoint.position,
+            None => 0,
+        };
+        shadow.control.send_replace(Control::Activate {
+            at_least: old_checkpoint,
+        });
+        let activated = report_rx
+            .wait_for(|report| report.active || failed(report).is_some())
+            .await
+            .map(|report| report.clone());
+        match activated {
+            Ok(report) if report.active => {
+                let outcome = RebuildOutcome {
+                    generation: shadow.generation,
+                    position: report.checkpoint.position,
+                };
+                *lock(&slot.worker) = Some(shadow);
+                Ok(outcome)
+            }
+            other => {
+                // The old generation is still the active one: restart it.
+                shadow.stop().await;
+                let folder = Folder::open(&self.store, slot.kind, current_generation(slot, &self.store)?)?;
+                let worker = Worker::spawn(
+                    self.store.clone(),
+                    self.head.clone(),
+                    folder,
+                    slot.applied.clone(),
+                    true,
+                )?;
+                *lock(&slot.worker) = Some(worker);
+                Err(match other {
+                    Ok(report) => failed(&report)
+                        .unwrap_or_else(|| ViewError::row("rebuild", "stopped before switching")),
+                    Err(_) => ViewError::row("rebuild", "worker ended before switching"),
+                }
+                .into())
+            }
+        }
+    }
+
+    /// Stops every worker after its current chunk (rows already written stay).
+    pub async fn stop(&self) {
+        for slot in &self.slots {
+            let worker = lock(&slot.worker).take();
+            if let Some(worker) = worker {
+                worker.stop().await;
+            }
+        }
+    }
+}
+
+fn current_generation(slot: &Slot, store: &Store) -> Result<u32, ViewError> {
+    Ok(active_generation(store, slot.kind.tag())?.unwrap_or(1))
+}
+
+/// Rebuilds `kind` from position 0 with no server running: folds the whole
+/// log into a new generation, calling `progress(checkpoint, head)` after
+/// each chunk, then makes it active. An interrupted rebuild leaves the old
+/// generation active; the next start deletes the partial one.
+pub fn rebuild_offline(
+    store: &Store,
+    kind: ViewKind,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<RebuildOutcome, ViewError> {
+    let current = active_generation(store, kind.tag())?.unwrap_or(0);
+    let generation = current
+        .checked_add(1)
+        .ok_or_else(|| ViewError::row("active generation", "no generation after u32::MAX"))?;
+    let mut batch = rocksdb::WriteBatch::default();
+    delete_other_generations(store, &mut batch, kind.tag(), current);
+    store.write_relaxed(batch)?;
+    let mut folder = Folder::open(store, kind, generation)?;
+    let head = store.head()?.position;
+    progress(0, head);
+    while folder.checkpoint().position < head {
+        folder.step(store, head).map_err(|(_, error)| error)?;
+        progress(folder.checkpoint().position, head);
+    }
+    folder.activate(store)?;
+    Ok(RebuildOutcome {
+        generation,
+        position: folder.checkpoint().position,
+    })
+}
+
+/// The digest of `kind`'s active rows and checkpoint (see [`rows::digest`]).
+pub fn view_digest(store: &Store, kind: ViewKind) -> Result<[u8; 32], ViewError> {
+    let generation = active_generation(store, kind.tag())?.unwrap_or(1);
+    rows::digest(
+        store,
+        Space {
+            tag: kind.tag(),
+            generation,
+        },
+    )
+}
