@@ -23,23 +23,23 @@
 
 use std::collections::BTreeMap;
 
-use ledger_core::domain::{
-    Campaign, Command, Currency, DomainError, Event, EventKind, ExpiryReason, LotExpiry,
-    LotExpiryRule, Member, Money, Points, ProgramRules, ReturnPolicy, Rounding, Rules,
-    ProgramRulesChanged, ShortfallPolicy, Tier, TierChangeReason, TierMeasure, TransferPoints,
-    apply, decide, decide_transfer,
-};
 use ledger_core::clock::{Clock, ManualClock};
 use ledger_core::domain::ProgramDefined;
+use ledger_core::domain::{
+    Campaign, Command, Currency, DomainError, Event, EventKind, ExpiryReason, LotExpiry,
+    LotExpiryRule, Member, Money, Points, ProgramRules, ProgramRulesChanged, ReturnPolicy,
+    Rounding, Rules, ShortfallPolicy, Tier, TierChangeReason, TierMeasure, TransferPoints, apply,
+    decide, decide_transfer,
+};
 use ledger_core::ids::{IdempotencyKey, MemberId, ProgramId, StreamName};
+use ledger_core::limits::{POINTS_PER_COMMAND_MAX, RECORD_RETENTION_DAYS, SPEND_MINOR_UNITS_MAX};
 use ledger_core::pb;
 use ledger_core::store::Store;
 use ledger_core::writer::{Append, Envelope, PassThrough, Writer, WriterConfig};
 use projections::runtime::{Folder, ViewKind};
 use projections::{QueryError, balance, tier};
-use std::sync::Arc;
-use ledger_core::limits::{POINTS_PER_COMMAND_MAX, RECORD_RETENTION_DAYS, SPEND_MINOR_UNITS_MAX};
 use proptest::prelude::*;
+use std::sync::Arc;
 
 const DAY: i64 = 86_400_000_000;
 const MINUTE: i64 = 60_000_000;
@@ -1212,7 +1212,7 @@ struct Expected {
     available: i64,
     pending: i64,
     debt: i64,
-        open_lots: Vec<(u64, i64, bool, Option<i64>)>,
+    open_lots: Vec<(u64, i64, bool, Option<i64>)>,
     tier: String,
     /// Qualifying measure of the window as of the step's time.
     qualifying: i64,
@@ -1255,7 +1255,7 @@ fn run_scenario_recorded(
                 None => now,
             },
         };
-                let label = format!("step {index} {:?} at {now}", step.action);
+        let label = format!("step {index} {:?} at {now}", step.action);
         let mut produced: Vec<(Option<usize>, Event)> = Vec::new();
         match &step.action {
             Action::ChangeRules(next) => {
@@ -1284,9 +1284,13 @@ fn run_scenario_recorded(
                             event.occurred_at_us, now,
                             "{label}: events carry the command time"
                         );
-                                                apply(&mut live.member, event);
+                        apply(&mut live.member, event);
                     }
-                    produced.extend(events.iter().map(|event| (Some(step.member), event.clone())));
+                    produced.extend(
+                        events
+                            .iter()
+                            .map(|event| (Some(step.member), event.clone())),
+                    );
                     live.history.extend(events);
                     live.model = model;
                     // Every decision does all work due up to its time first.
@@ -1334,7 +1338,7 @@ fn run_scenario_recorded(
                     for (side, events, model) in
                         [(*from, from_events, model_from), (to, to_events, model_to)]
                     {
-                                                for event in &events {
+                        for event in &events {
                             apply(&mut members[side].member, event);
                             produced.push((Some(side), event.clone()));
                         }
@@ -1344,7 +1348,7 @@ fn run_scenario_recorded(
                 }
             }
         }
-                for (side, live) in members.iter().enumerate() {
+        for (side, live) in members.iter().enumerate() {
             check_member(live, &format!("{label} member {side}"));
         }
         transcript.push(Transcribed {
@@ -1359,7 +1363,7 @@ fn run_scenario_recorded(
                     pending: live.model.pending(),
                     debt: live.model.debt,
                     open_lots: live.model.open_lots(),
-                                        tier: live.model.tier.clone(),
+                    tier: live.model.tier.clone(),
                     qualifying: ModelRules(&raw).measure_as_of(&live.model, now),
                 })
                 .collect(),
@@ -1375,7 +1379,7 @@ fn run_scenario_recorded(
             _ => 0,
         })
         .sum();
-        assert_eq!(sent, 0, "transfers create no points");
+    assert_eq!(sent, 0, "transfers create no points");
     (seen, transcript)
 }
 
@@ -1545,7 +1549,9 @@ fn check_views(initial: &ProgramRules, transcript: &[Transcribed]) {
         let head = store.head().expect("head").position;
         for folder in &mut folders {
             while folder.checkpoint().position < head {
-                folder.step(&store, head).expect("the views fold every event");
+                folder
+                    .step(&store, head)
+                    .expect("the views fold every event");
             }
         }
     };
@@ -1575,7 +1581,9 @@ fn check_views(initial: &ProgramRules, transcript: &[Transcribed]) {
                         EventKind::MemberEnrolled(_) | EventKind::TierChanged(_)
                     )
             });
-            check_member_view(&store, &rules, &program, side, expected, entry.now, moved, &label);
+            check_member_view(
+                &store, &rules, &program, side, expected, entry.now, moved, &label,
+            );
         }
     }
     for side in 0..2 {
@@ -1599,7 +1607,10 @@ fn check_member_view(
     let row = match balance::get_balance(store, program, &member) {
         Ok(answer) => answer.value,
         Err(QueryError::NotFound { .. }) => {
-            assert!(!expected.enrolled, "{label}: an enrolled member is in the view");
+            assert!(
+                !expected.enrolled,
+                "{label}: an enrolled member is in the view"
+            );
             return;
         }
         Err(error) => panic!("{label}: {error}"),
@@ -1608,7 +1619,10 @@ fn check_member_view(
     assert_eq!(row.available, expected.available, "{label}: available");
     assert_eq!(row.pending, expected.pending, "{label}: pending");
     assert_eq!(row.debt, expected.debt, "{label}: debt");
-    assert_eq!(row.effective_at_us, expected.clock, "{label}: business time");
+    assert_eq!(
+        row.effective_at_us, expected.clock,
+        "{label}: business time"
+    );
     let lots: Vec<_> = balance::list_lots(store, program, &member, false)
         .expect("lots")
         .value
@@ -1622,18 +1636,27 @@ fn check_member_view(
         let line = page.value.lines.first().expect("a line for the step");
         assert_eq!(
             (line.balance_after, line.pending_after, line.debt_after),
-            (expected.available - expected.debt, expected.pending, expected.debt),
+            (
+                expected.available - expected.debt,
+                expected.pending,
+                expected.debt
+            ),
             "{label}: newest statement line"
         );
     }
-    let tier = tier::member_tier(store, program, &member, now).expect("tier").value;
+    let tier = tier::member_tier(store, program, &member, now)
+        .expect("tier")
+        .value;
     let expected_tier = if expected.tier.is_empty() {
         rules.tier_name(0)
     } else {
         expected.tier.as_str()
     };
     assert_eq!(tier.tier, expected_tier, "{label}: tier");
-    assert_eq!(tier.qualifying, expected.qualifying, "{label}: qualifying progress");
+    assert_eq!(
+        tier.qualifying, expected.qualifying,
+        "{label}: qualifying progress"
+    );
 }
 
 /// The statement, read 7 lines a page, adds up to the balance; the balance

@@ -106,7 +106,7 @@ impl From<&EventKind> for pb::Event {
                 draws: draws_to_pb(&e.draws),
                 shortfall_points: e.shortfall_points.get(),
                 shortfall_policy: return_policy_to_pb(e.shortfall_policy),
-                                qualifying_points_reversed: e.qualifying_points_reversed,
+                qualifying_points_reversed: e.qualifying_points_reversed,
                 base_points_reversed: e.base_points_reversed.get(),
             }),
             EventKind::PointsAdjusted(e) => Kind::PointsAdjusted(pb::PointsAdjusted {
@@ -475,7 +475,7 @@ fn reversed(e: &pb::EarnReversed) -> Result<EarnReversed, FieldError> {
         draws: draws(&e.draws),
         shortfall_points: Points::new(e.shortfall_points),
         shortfall_policy: return_policy_from_pb(e.shortfall_policy, "shortfall_policy")?,
-                qualifying_points_reversed: e.qualifying_points_reversed,
+        qualifying_points_reversed: e.qualifying_points_reversed,
         base_points_reversed: Points::new(e.base_points_reversed),
     })
 }

@@ -267,9 +267,8 @@ impl Fold<'_, '_, '_> {
         let entry = match self.member.lots.entry(lot_id) {
             Entry::Occupied(entry) => entry.into_mut(),
             Entry::Vacant(entry) => {
-                let stored: Option<LotRow> = self
-                    .rows
-                    .get_value(&lot_key(self.stream, lot_id), "lot")?;
+                let stored: Option<LotRow> =
+                    self.rows.get_value(&lot_key(self.stream, lot_id), "lot")?;
                 let Some(stored) = stored else {
                     return Err(ViewError::event(
                         self.position,
@@ -287,10 +286,7 @@ impl Fold<'_, '_, '_> {
         let position = self.position;
         let lot_id = lot.lot_id.get();
         if self.member.lots.contains_key(&lot_id)
-            || self
-                .rows
-                .get(&lot_key(self.stream, lot_id))?
-                .is_some()
+            || self.rows.get(&lot_key(self.stream, lot_id))?.is_some()
         {
             return Err(ViewError::event(
                 position,
@@ -382,7 +378,10 @@ impl Fold<'_, '_, '_> {
             if lot.remaining > lot.points || lot.pending {
                 return Err(ViewError::event(
                     position,
-                    format!("restores {points} to lot {} beyond what it held", lot.lot_id),
+                    format!(
+                        "restores {points} to lot {} beyond what it held",
+                        lot.lot_id
+                    ),
                 ));
             }
             let row = &mut self.member.row;
@@ -507,7 +506,12 @@ impl Projection for BalanceProjection {
             EventKind::RedemptionCancelled(e) => {
                 fold.restore(&e.restored)?;
                 let lifetime = &mut fold.member.row.lifetime;
-                add(&mut lifetime.redeemed, -e.points.get(), "redeemed", position)?;
+                add(
+                    &mut lifetime.redeemed,
+                    -e.points.get(),
+                    "redeemed",
+                    position,
+                )?;
                 add(&mut lifetime.expired, sum(&e.expired), "expired", position)?;
                 Some((
                     LineKind::RedemptionCancelled,
@@ -523,7 +527,12 @@ impl Projection for BalanceProjection {
                     add(&mut row.debt, shortfall, "debt", position)?;
                     checked(drawn.checked_add(shortfall), "reversed", position)?
                 } else {
-                    add(&mut row.lifetime.forfeited, shortfall, "forfeited", position)?;
+                    add(
+                        &mut row.lifetime.forfeited,
+                        shortfall,
+                        "forfeited",
+                        position,
+                    )?;
                     drawn
                 };
                 add(&mut row.lifetime.reversed, taken, "reversed", position)?;
@@ -551,7 +560,12 @@ impl Projection for BalanceProjection {
                         fold.create_lot(lot)?;
                     }
                     let lifetime = &mut fold.member.row.lifetime;
-                    add(&mut lifetime.transferred_in, e.points.get(), "transferred_in", position)?;
+                    add(
+                        &mut lifetime.transferred_in,
+                        e.points.get(),
+                        "transferred_in",
+                        position,
+                    )?;
                     Some((
                         LineKind::TransferredIn,
                         e.transfer_id.clone(),
@@ -560,7 +574,12 @@ impl Projection for BalanceProjection {
                 } else {
                     let drawn = fold.take(&e.draws)?;
                     let lifetime = &mut fold.member.row.lifetime;
-                    add(&mut lifetime.transferred_out, drawn, "transferred_out", position)?;
+                    add(
+                        &mut lifetime.transferred_out,
+                        drawn,
+                        "transferred_out",
+                        position,
+                    )?;
                     Some((
                         LineKind::TransferredOut,
                         e.transfer_id.clone(),
@@ -570,7 +589,11 @@ impl Projection for BalanceProjection {
             }
             EventKind::PointsMatured(e) => {
                 fold.mature(e.lot_id.get(), e.points.get())?;
-                Some((LineKind::Matured, format!("lot {}", e.lot_id.get()), String::new()))
+                Some((
+                    LineKind::Matured,
+                    format!("lot {}", e.lot_id.get()),
+                    String::new(),
+                ))
             }
             EventKind::PointsExpired(e) => {
                 let drawn = fold.take(&e.draws)?;
@@ -648,10 +671,7 @@ fn snapshot(store: &ledger_core::store::Store) -> Result<ViewSnapshot<'_>, Query
     Ok(ViewSnapshot::take(store, ViewKind::Balance.tag())?)
 }
 
-fn member_row(
-    view: &ViewSnapshot<'_>,
-    stream: &StreamName,
-) -> Result<MemberBalance, QueryError> {
+fn member_row(view: &ViewSnapshot<'_>, stream: &StreamName) -> Result<MemberBalance, QueryError> {
     view.get_value(&member_key(stream.as_str()), "member balance")?
         .ok_or_else(|| QueryError::NotFound {
             what: format!("member {stream}"),
@@ -787,7 +807,11 @@ pub fn statement(
         lines.push(decode::<StatementLine>(value, "statement line")?);
         Ok(true)
     })?;
-    let next_page_token = if more { lines.last().map(page_token) } else { None };
+    let next_page_token = if more {
+        lines.last().map(page_token)
+    } else {
+        None
+    };
     Ok(Answer {
         position: view.position(),
         value: StatementPage {

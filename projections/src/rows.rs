@@ -154,7 +154,7 @@ pub fn delete_other_generations(store: &Store, batch: &mut WriteBatch, tag: u8, 
         let mut keep_start = first;
         keep_start[2..].copy_from_slice(&keep.to_be_bytes());
         batch.delete_range_cf(cf, first, keep_start);
-                if let Some(next) = keep.checked_add(1) {
+        if let Some(next) = keep.checked_add(1) {
             let mut after_keep = first;
             after_keep[2..].copy_from_slice(&next.to_be_bytes());
             // Up to the next tag; tags are ASCII letters, so `tag + 1` fits.
@@ -261,12 +261,11 @@ impl<'a> ViewSnapshot<'a> {
         let cf = store.cf(CF_VIEWS);
         let active = match snapshot.get_cf(cf, active_key(tag))? {
             None => None,
-            Some(bytes) => Some(u32::from_be_bytes(
-                bytes
-                    .as_slice()
-                    .try_into()
-                    .map_err(|_| ViewError::row("active generation", "not 4 bytes"))?,
-            )),
+            Some(bytes) => {
+                Some(u32::from_be_bytes(bytes.as_slice().try_into().map_err(
+                    |_| ViewError::row("active generation", "not 4 bytes"),
+                )?))
+            }
         };
         let space = active.map(|generation| Space { tag, generation });
         let checkpoint = match space {

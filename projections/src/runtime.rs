@@ -563,9 +563,36 @@ impl Runtime {
         }
     }
 
+    /// Waits, at most `timeout`, until `kind`'s worker is at the head or
+    /// has stopped (failed or on request), and returns its status then.
+    pub async fn wait_settled(
+        &self,
+        kind: ViewKind,
+        timeout: Duration,
+    ) -> Result<ProjectionStatus, QueryError> {
+        let slot = self.slot(kind)?;
+        let report = lock(&slot.worker)
+            .as_ref()
+            .map(|worker| worker.report.clone());
+        if let Some(mut report) = report {
+            let head = self.head.clone();
+            let settled = report.wait_for(|report| match report.state {
+                WorkerState::CatchingUp => false,
+                WorkerState::Live => report.checkpoint.position >= head.borrow().position,
+                WorkerState::Failed { .. } | WorkerState::Stopped => true,
+            });
+            // On timeout the status says how far it got.
+            let _ = tokio::time::timeout(timeout, settled).await;
+        }
+        Ok(self.slot_status(slot))
+    }
+
     /// The status of every view.
     pub fn status(&self) -> Vec<ProjectionStatus> {
-        self.slots.iter().map(|slot| self.slot_status(slot)).collect()
+        self.slots
+            .iter()
+            .map(|slot| self.slot_status(slot))
+            .collect()
     }
 
     /// The status of one view.
@@ -605,7 +632,7 @@ impl Runtime {
                 Err(_) => 0,
             }
         };
-                let rebuild = lock(&slot.rebuilding)
+        let rebuild = lock(&slot.rebuilding)
             .as_ref()
             .map(|(generation, report)| (*generation, report.borrow().checkpoint.position));
         ProjectionStatus {
@@ -629,9 +656,9 @@ impl Runtime {
         let current = lock(&slot.worker)
             .as_ref()
             .map_or(0, |worker| worker.generation);
-        let generation = current.checked_add(1).ok_or_else(|| {
-            ViewError::row("active generation", "no generation after u32::MAX")
-        })?;
+        let generation = current
+            .checked_add(1)
+            .ok_or_else(|| ViewError::row("active generation", "no generation after u32::MAX"))?;
         // Leftovers of an interrupted rebuild into the same generation.
         let mut batch = rocksdb::WriteBatch::default();
         delete_other_generations(&self.store, &mut batch, kind.tag(), current);
@@ -698,7 +725,11 @@ impl Runtime {
             other => {
                 // The old generation is still the active one: restart it.
                 shadow.stop().await;
-                let folder = Folder::open(&self.store, slot.kind, current_generation(slot, &self.store)?)?;
+                let folder = Folder::open(
+                    &self.store,
+                    slot.kind,
+                    current_generation(slot, &self.store)?,
+                )?;
                 let worker = Worker::spawn(
                     self.store.clone(),
                     self.head.clone(),

@@ -509,6 +509,3 @@ pub fn tier_distribution(
         value: counts,
     })
 }
-
-
-

@@ -9,6 +9,8 @@ use ledger_core::store::Store;
 use ledger_core::writer::{Append, Envelope, PassThrough, Writer, WriterConfig};
 use std::sync::Arc;
 
+pub mod ledger;
+
 /// 2026-01-01T00:00:00Z, where test clocks start.
 pub const T0_US: i64 = 1_767_225_600_000_000;
 

@@ -193,7 +193,7 @@ fn apply_reversed(state: &mut Member, reversed: &EarnReversed, now_us: i64) {
     purchase.points_reversed = purchase
         .points_reversed
         .add_decided(reversed.points, "points_reversed");
-        // Base points go back by the same cumulative floor as points (decided in
+    // Base points go back by the same cumulative floor as points (decided in
     // `reverse`), so a purchase refunded in pieces gives back exactly its
     // base points.
     let base_reversed = reversed.base_points_reversed.get();

@@ -167,7 +167,7 @@ pub struct EarnReversed {
     pub shortfall_points: Points,
     /// What happened to the shortfall.
     pub shortfall_policy: ReturnPolicy,
-        /// Qualifying measure taken back (base points or minor units).
+    /// Qualifying measure taken back (base points or minor units).
     pub qualifying_points_reversed: i64,
     /// Base points taken back, whatever the measure (tier history keeps
     /// both measures).

@@ -89,7 +89,7 @@ pub(super) fn record_return(
         draws,
         shortfall_points,
         shortfall_policy,
-                qualifying_points_reversed,
+        qualifying_points_reversed,
         base_points_reversed: Points::new(base_reversed),
     }));
     tier::after_return(work, rules)

@@ -131,12 +131,17 @@ fn any_reversed() -> impl Strategy<Value = EventKind> {
     let policy = select(&[ReturnPolicy::Forfeit, ReturnPolicy::Debt][..]);
     (
         (any_text(), any_money(), any_points(), any_draws()),
-                (any_points(), policy, any::<i64>(), any_points()),
+        (any_points(), policy, any::<i64>(), any_points()),
     )
         .prop_map(
             |(
                 (order_id, refund, points, draws),
-                (shortfall_points, shortfall_policy, qualifying_points_reversed, base_points_reversed),
+                (
+                    shortfall_points,
+                    shortfall_policy,
+                    qualifying_points_reversed,
+                    base_points_reversed,
+                ),
             )| {
                 EventKind::EarnReversed(EarnReversed {
                     order_id,
@@ -145,7 +150,7 @@ fn any_reversed() -> impl Strategy<Value = EventKind> {
                     draws,
                     shortfall_points,
                     shortfall_policy,
-                                        qualifying_points_reversed,
+                    qualifying_points_reversed,
                     base_points_reversed,
                 })
             },

@@ -28,7 +28,7 @@ fn reversed(policy: ReturnPolicy) -> EarnReversed {
         draws: vec![draw(1, 10), draw(2, 20)],
         shortfall_points: Points::new(30),
         shortfall_policy: policy,
-                qualifying_points_reversed: 60,
+        qualifying_points_reversed: 60,
         base_points_reversed: Points::new(60),
     }
 }
