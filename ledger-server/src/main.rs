@@ -6,9 +6,12 @@ use indicatif::{ProgressBar, ProgressStyle};
 use ledger_core::store::{Store, VerifyOutcome};
 use ledger_server::config::{self, FileConfig};
 use ledger_server::server::{Bound, ServeOptions};
+use projections::ViewError;
+use projections::runtime::{ViewKind, rebuild_offline};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Instant;
 
 #[derive(Parser)]
 #[command(
@@ -42,6 +45,19 @@ enum Commands {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
+    /// Rebuild views from position 0 into a new generation, then switch to
+    /// it; the old rows stay active until the new ones are complete. Needs
+    /// the data directory to itself (stop the server first). Exit 0 when
+    /// rebuilt, 1 naming the event a view cannot fold, 2 when the store
+    /// cannot be opened.
+    Rebuild {
+        /// Data directory [default: points-ledger under the user's data dir].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// One view (balance, tier) [default: every view].
+        #[arg(long)]
+        projection: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,6 +76,13 @@ fn main() -> ExitCode {
             config,
         } => serve(data_dir, listen, config),
         Commands::Verify { data_dir } => verify(data_dir.unwrap_or_else(config::default_data_dir)),
+        Commands::Rebuild {
+            data_dir,
+            projection,
+        } => rebuild(
+            data_dir.unwrap_or_else(config::default_data_dir),
+            projection.as_deref(),
+        ),
     };
     match result {
         Ok(code) => code,
@@ -149,4 +172,52 @@ fn verify(data_dir: PathBuf) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+fn rebuild(data_dir: PathBuf, projection: Option<&str>) -> anyhow::Result<ExitCode> {
+    let kinds = match projection {
+        Some(name) => vec![ViewKind::parse("--projection", name)?],
+        None => ViewKind::ALL.to_vec(),
+    };
+    let store = Store::open(&data_dir).with_context(|| {
+        format!(
+            "opening {} (a running server holds it: stop it first)",
+            data_dir.display()
+        )
+    })?;
+    for kind in kinds {
+        let bar = ProgressBar::new(0);
+        bar.set_style(ProgressStyle::with_template(&format!(
+            "rebuild {:<8} {{bar:40}} {{pos}}/{{len}} events  {{per_sec}}  eta {{eta}}",
+            kind.name()
+        ))?);
+        let started = Instant::now();
+        let outcome = rebuild_offline(&store, kind, |done, head| {
+            bar.set_length(head);
+            bar.set_position(done);
+        });
+        bar.finish_and_clear();
+        match outcome {
+            Ok(outcome) => {
+                let seconds = started.elapsed().as_secs_f64();
+                println!(
+                    "rebuilt {}: {} events in {seconds:.1} s ({:.0} events/s), generation {}",
+                    kind.name(),
+                    outcome.position,
+                    outcome.position as f64 / seconds.max(1e-9),
+                    outcome.generation
+                );
+            }
+            Err(ViewError::Event { position, reason }) => {
+                println!(
+                    "FAILED: {} cannot fold the event at position {position}: {reason}; \
+                     the previous rows stay active",
+                    kind.name()
+                );
+                return Ok(ExitCode::from(1));
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

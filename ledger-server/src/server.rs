@@ -14,6 +14,7 @@ use ledger_core::engine::{LedgerCommand, LedgerDecider};
 use ledger_core::ids::{IdempotencyKey, ProgramId, StreamName};
 use ledger_core::store::Store;
 use ledger_core::writer::{Envelope, Writer, WriterConfig, WriterHandle};
+use projections::{Runtime, ViewKind};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -37,6 +38,9 @@ pub struct ServeOptions {
 /// How often the scheduler looks for due work (maturing, expiry, tier
 /// period ends). Work is recorded at its due time whatever the tick.
 pub const SCHEDULER_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How long shutdown waits for the views to fold the last events.
+pub const VIEWS_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The rules of the default program: one point per 1.00 USD, three tiers on
 /// qualifying points per calendar year with a soft landing, purchase points
@@ -179,11 +183,28 @@ impl Bound {
         let (health, health_service) = tonic_health::server::health_reporter();
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
         let audit = AuditService::new(store.clone(), writer.handle().head(), stopping_rx.clone());
+        let views = Arc::new(Runtime::start(
+            store.clone(),
+            writer.handle().head(),
+            clock.clone(),
+            &ViewKind::ALL,
+        )?);
         let scheduler = Scheduler::new(store.clone(), writer.handle(), clock);
         let scheduler = tokio::spawn(scheduler.run(SCHEDULER_INTERVAL, stopping_rx));
-        health
-            .set_serving::<pb::audit_server::AuditServer<AuditService>>()
-            .await;
+        // Serving once the views have caught up with the log as it was at
+        // start; until then health says NOT_SERVING.
+        let start_head = store.head()?.position;
+        let ready = {
+            let views = views.clone();
+            let health = health.clone();
+            tokio::spawn(async move {
+                views.wait_all(start_head).await;
+                tracing::info!(position = start_head, "views caught up");
+                health
+                    .set_serving::<pb::audit_server::AuditServer<AuditService>>()
+                    .await;
+            })
+        };
         let reflection_v1 = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
@@ -212,7 +233,16 @@ impl Bound {
         if let Err(error) = scheduler.await {
             tracing::error!(%error, "the scheduler task failed");
         }
+        ready.abort();
         tokio::task::spawn_blocking(move || writer.shutdown()).await?;
+        // Every acknowledged event is in the log; the views fold the last
+        // of them before they stop, so a restart has nothing to catch up.
+        for kind in ViewKind::ALL {
+            // A view that failed stays where it stopped; its status says why.
+            let status = views.wait_settled(kind, VIEWS_FLUSH_TIMEOUT).await?;
+            tracing::info!(view = kind.name(), position = status.checkpoint, state = ?status.state, "view flushed");
+        }
+        views.stop().await;
         drop(store);
         Ok(())
     }

@@ -12,8 +12,28 @@ use ledger_core::writer::{Append, Envelope, PassThrough, Writer, WriterConfig};
 use std::process::Command;
 use std::sync::Arc;
 
+fn enrolled() -> pb::Event {
+    pb::Event {
+        kind: Some(pb::event::Kind::MemberEnrolled(pb::MemberEnrolled {
+            implicit: true,
+        })),
+    }
+}
+
 fn write_log(dir: &std::path::Path, count: usize) {
-    let store = Store::open(dir).expect("open");
+    let program = ProgramId::parse("program_id", "cli").expect("program");
+    append(
+        dir,
+        (0..count)
+            .map(|_| (StreamName::program(&program), enrolled()))
+            .collect(),
+    );
+}
+
+/// Appends each event as its own command.
+fn append(dir: &std::path::Path, events: Vec<(StreamName, pb::Event)>) {
+        let store = Store::open(dir).expect("open");
+    let start = store.head().expect("head").position;
     let writer = Writer::start(
         store,
         PassThrough,
@@ -21,23 +41,21 @@ fn write_log(dir: &std::path::Path, count: usize) {
     )
     .expect("writer");
     let program = ProgramId::parse("program_id", "cli").expect("program");
-    let envelopes: Vec<Envelope<Append>> = (0..count)
-        .map(|i| Envelope {
+        let envelopes: Vec<Envelope<Append>> = events
+        .into_iter()
+        .enumerate()
+        .map(|(i, event)| Envelope {
             program_id: program.clone(),
-            idempotency_key: IdempotencyKey::parse("idempotency_key", &format!("k{i}"))
-                .expect("key"),
+            idempotency_key: IdempotencyKey::parse(
+                "idempotency_key",
+                &format!("k{}", start + i as u64),
+            )
+            .expect("key"),
             occurred_at_us: 0,
             principal: "cli-test".into(),
             metadata: vec![],
             expected_version: None,
-            command: Append::new([(
-                StreamName::program(&program),
-                pb::Event {
-                    kind: Some(pb::event::Kind::MemberEnrolled(pb::MemberEnrolled {
-                        implicit: true,
-                    })),
-                },
-            )]),
+            command: Append::new([event]),
         })
         .collect();
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -100,4 +118,69 @@ fn verify_of_a_missing_directory_exits_two() {
         .expect("run");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("absent"));
+}
+
+fn ledgerd(args: &[&str], dir: &std::path::Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_ledgerd"))
+        .args(args)
+        .arg("--data-dir")
+        .arg(dir)
+        .output()
+        .expect("run ledgerd")
+}
+
+#[test]
+fn rebuild_reports_each_view_and_names_an_event_it_cannot_fold() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let program = ProgramId::parse("program_id", "cli").expect("program");
+    let ann = ledger_core::ids::MemberId::parse("member_id", "ann").expect("member");
+    let member = StreamName::member(&program, &ann);
+    append(dir.path(), vec![(member.clone(), enrolled()); 3]);
+    let good = ledgerd(&["rebuild"], dir.path());
+    let stdout = String::from_utf8_lossy(&good.stdout);
+    assert_eq!(good.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("rebuilt balance: 3 events"), "{stdout}");
+    assert!(stdout.contains("rebuilt tier: 3 events"), "{stdout}");
+
+    let one = ledgerd(&["rebuild", "--projection", "tier"], dir.path());
+    let stdout = String::from_utf8_lossy(&one.stdout);
+    assert!(stdout.contains("rebuilt tier: 3 events"), "{stdout}");
+    assert!(!stdout.contains("balance"), "{stdout}");
+
+    // A redemption from a lot the member never had: position 4.
+    let bogus = pb::Event {
+        kind: Some(pb::event::Kind::PointsRedeemed(pb::PointsRedeemed {
+            redemption_id: "r".into(),
+            points: 5,
+            draws: vec![pb::LotDraw {
+                lot_id: 9,
+                points: 5,
+            }],
+        })),
+    };
+    append(dir.path(), vec![(member, bogus)]);
+    let bad = ledgerd(&["rebuild", "--projection", "balance"], dir.path());
+    let stdout = String::from_utf8_lossy(&bad.stdout);
+    assert_eq!(bad.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("position 4"), "{stdout}");
+    assert!(stdout.contains("lot 9"), "{stdout}");
+}
+
+#[test]
+fn rebuild_refuses_an_unknown_view_and_a_directory_in_use() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_log(dir.path(), 2);
+    let unknown = ledgerd(&["rebuild", "--projection", "nope"], dir.path());
+    assert_eq!(unknown.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&unknown.stderr);
+    assert!(
+        stderr.contains("--projection") && stderr.contains("balance, tier"),
+        "{stderr}"
+    );
+
+    let _held = Store::open(dir.path()).expect("hold the directory as a server would");
+    let busy = ledgerd(&["rebuild"], dir.path());
+    assert_eq!(busy.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&busy.stderr);
+    assert!(stderr.contains("stop it first"), "{stderr}");
 }
