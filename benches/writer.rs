@@ -18,6 +18,9 @@
 //! After criterion's report, a table prints events/s of each and the ratios
 //! to raw, computed from every timed iteration of this run, with the machine.
 
+mod common;
+
+use common::machine;
 use criterion::{Criterion, Throughput};
 use ledger_core::clock::SystemClock;
 use ledger_core::domain::{Command, Currency, Money, ProgramCommand, ProgramRules};
@@ -298,24 +301,6 @@ fn bench_raw(c: &mut Criterion, batch: usize) {
     });
     group.finish();
     println!("bench: record size {} bytes", record.len());
-}
-
-fn machine() -> String {
-    let cpu = std::fs::read_to_string("/proc/cpuinfo")
-        .ok()
-        .and_then(|text| {
-            text.lines()
-                .find(|l| l.starts_with("model name"))
-                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
-        })
-        .unwrap_or_else(|| "unknown cpu".into());
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
-    format!(
-        "{cpu}, {cores} cores, data in {}",
-        std::env::temp_dir().display()
-    )
 }
 
 fn main() {

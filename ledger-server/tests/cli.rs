@@ -32,7 +32,7 @@ fn write_log(dir: &std::path::Path, count: usize) {
 
 /// Appends each event as its own command.
 fn append(dir: &std::path::Path, events: Vec<(StreamName, pb::Event)>) {
-        let store = Store::open(dir).expect("open");
+    let store = Store::open(dir).expect("open");
     let start = store.head().expect("head").position;
     let writer = Writer::start(
         store,
@@ -41,7 +41,7 @@ fn append(dir: &std::path::Path, events: Vec<(StreamName, pb::Event)>) {
     )
     .expect("writer");
     let program = ProgramId::parse("program_id", "cli").expect("program");
-        let envelopes: Vec<Envelope<Append>> = events
+    let envelopes: Vec<Envelope<Append>> = events
         .into_iter()
         .enumerate()
         .map(|(i, event)| Envelope {

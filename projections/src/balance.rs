@@ -21,7 +21,9 @@
 use crate::Answer;
 use crate::error::{QueryError, ViewError};
 use crate::event::LogEvent;
-use crate::rows::{RowWriter, ViewSnapshot, decode, push_i64_ordered, read_i64_ordered};
+use crate::rows::{
+    RowWriter, ViewSnapshot, decode, i64_ordered, push_i64_ordered, read_i64_ordered,
+};
 use crate::runtime::{Projection, ViewKind};
 use ledger_core::domain::{EventKind, ExpiryReason, Lot, LotDraw, Points, ReturnPolicy};
 use ledger_core::error::{FieldError, FieldReason};
@@ -97,6 +99,8 @@ pub struct MemberBalance {
     pub lifetime: Lifetime,
     /// Lots with points left.
     pub open_lots: u64,
+    /// Lots ever created (the last lot id).
+    pub lots_created: u64,
     /// The member's business time after its last event.
     pub effective_at_us: i64,
     /// Its stream's version.
@@ -210,14 +214,20 @@ pub struct StatementLine {
 
 struct Cached {
     row: MemberBalance,
-    dirty: bool,
-    lots: HashMap<u64, (LotRow, bool)>,
+    /// Lots read or created, by id (open ones stay cached between chunks).
+    lots: HashMap<u64, LotRow>,
+    /// Lots changed in this chunk.
+    dirty_lots: Vec<u64>,
+    /// In the projection's dirty list.
+    listed: bool,
 }
 
 /// The balance projection.
 #[derive(Default)]
 pub struct BalanceProjection {
     members: HashMap<String, Cached>,
+    /// Members changed in this chunk.
+    dirty: Vec<String>,
 }
 
 fn member_key(stream: &str) -> Vec<u8> {
@@ -275,24 +285,30 @@ impl Fold<'_, '_, '_> {
                         format!("lot {lot_id} of {} is not in the view", self.stream),
                     ));
                 };
-                entry.insert((stored, false))
+                entry.insert(stored)
             }
         };
-        entry.1 = true;
-        Ok(&mut entry.0)
+        if !self.member.dirty_lots.contains(&lot_id) {
+            self.member.dirty_lots.push(lot_id);
+        }
+        Ok(entry)
     }
 
     fn create_lot(&mut self, lot: &Lot) -> Result<(), ViewError> {
         let position = self.position;
         let lot_id = lot.lot_id.get();
-        if self.member.lots.contains_key(&lot_id)
-            || self.rows.get(&lot_key(self.stream, lot_id))?.is_some()
-        {
+        // Lot ids are contiguous from 1 per member, so a new lot can only be
+        // the next one: no lookup needed to know it is new.
+        if Some(lot_id) != self.member.row.lots_created.checked_add(1) {
             return Err(ViewError::event(
                 position,
-                format!("lot {lot_id} of {} is created twice", self.stream),
+                format!(
+                    "lot {lot_id} of {} is not the next lot after {}",
+                    self.stream, self.member.row.lots_created
+                ),
             ));
         }
+        self.member.row.lots_created = lot_id;
         let pending = lot.available_at_us > self.now_us;
         let points = lot.points.get();
         let row = &mut self.member.row;
@@ -306,19 +322,17 @@ impl Fold<'_, '_, '_> {
         }
         self.member.lots.insert(
             lot_id,
-            (
-                LotRow {
-                    lot_id,
-                    points,
-                    remaining: points,
-                    earned_at_us: lot.earned_at_us,
-                    available_at_us: lot.available_at_us,
-                    expires_at_us: lot.expires_at_us,
-                    pending,
-                },
-                true,
-            ),
+            LotRow {
+                lot_id,
+                points,
+                remaining: points,
+                earned_at_us: lot.earned_at_us,
+                available_at_us: lot.available_at_us,
+                expires_at_us: lot.expires_at_us,
+                pending,
+            },
         );
+        self.member.dirty_lots.push(lot_id);
         Ok(())
     }
 
@@ -429,23 +443,35 @@ impl BalanceProjection {
         event: &LogEvent,
         member_id: &str,
     ) -> Result<&mut Cached, ViewError> {
-        Ok(match self.members.entry(event.stream.clone()) {
-            Entry::Occupied(entry) => entry.into_mut(),
-            Entry::Vacant(entry) => {
-                let row = rows
-                    .get_value(&member_key(&event.stream), "member balance")?
-                    .unwrap_or_else(|| MemberBalance {
-                        program_id: event.program_id.clone(),
-                        member_id: member_id.to_owned(),
-                        ..MemberBalance::default()
-                    });
-                entry.insert(Cached {
+        // Looked up by reference first: most events find their member cached,
+        // and the key is cloned only to insert.
+        if !self.members.contains_key(&event.stream) {
+            let row = rows
+                .get_value(&member_key(&event.stream), "member balance")?
+                .unwrap_or_else(|| MemberBalance {
+                    program_id: event.program_id.clone(),
+                    member_id: member_id.to_owned(),
+                    ..MemberBalance::default()
+                });
+            self.members.insert(
+                event.stream.clone(),
+                Cached {
                     row,
-                    dirty: false,
                     lots: HashMap::new(),
-                })
-            }
-        })
+                    dirty_lots: Vec::new(),
+                    listed: false,
+                },
+            );
+        }
+        let member = self
+            .members
+            .get_mut(&event.stream)
+            .ok_or_else(|| ViewError::event(event.position, "member cache lost an entry"))?;
+        if !member.listed {
+            member.listed = true;
+            self.dirty.push(event.stream.clone());
+        }
+        Ok(member)
     }
 }
 
@@ -456,7 +482,6 @@ impl Projection for BalanceProjection {
         };
         let position = event.position;
         let member = self.load(rows, event, member_id)?;
-        member.dirty = true;
         let before = member.row.total();
         let now_us = member.row.effective_at_us.max(event.event.occurred_at_us);
         member.row.effective_at_us = now_us;
@@ -636,21 +661,38 @@ impl Projection for BalanceProjection {
                 reference,
                 reason,
             };
-            rows.put_value(&line_key(stream, now_us, position), &line);
+            rows.put_value_parts(
+                &[
+                    b"s",
+                    stream.as_bytes(),
+                    &[0],
+                    &i64_ordered(now_us),
+                    &position.to_be_bytes(),
+                ],
+                &line,
+            );
         }
         Ok(())
     }
 
     fn flush(&mut self, rows: &mut RowWriter<'_>) {
-        for (stream, member) in &mut self.members {
-            if member.dirty {
-                rows.put_value(&member_key(stream), &member.row);
-                member.dirty = false;
-            }
-            for (lot_id, (lot, dirty)) in &mut member.lots {
-                if *dirty {
-                    rows.put_value(&lot_key(stream, *lot_id), lot);
-                    *dirty = false;
+        for stream in self.dirty.drain(..) {
+            let Some(member) = self.members.get_mut(&stream) else {
+                continue;
+            };
+            member.listed = false;
+            rows.put_value_parts(&[b"m", stream.as_bytes()], &member.row);
+            for lot_id in member.dirty_lots.drain(..) {
+                if let Some(lot) = member.lots.get(&lot_id) {
+                    rows.put_value_parts(
+                        &[b"l", stream.as_bytes(), &[0], &lot_id.to_be_bytes()],
+                        lot,
+                    );
+                    // Used-up lots are on disk; a cancel that reopens one
+                    // reads it back.
+                    if lot.remaining == 0 {
+                        member.lots.remove(&lot_id);
+                    }
                 }
             }
         }
@@ -661,6 +703,7 @@ impl Projection for BalanceProjection {
 
     fn reset(&mut self) {
         self.members.clear();
+        self.dirty.clear();
     }
 }
 

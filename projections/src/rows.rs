@@ -108,7 +108,12 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ViewEr
 /// Appends `value` as eight big-endian bytes that sort like the signed
 /// number (the sign bit flipped).
 pub fn push_i64_ordered(key: &mut Vec<u8>, value: i64) {
-    key.extend_from_slice(&((value as u64) ^ (1 << 63)).to_be_bytes());
+    key.extend_from_slice(&i64_ordered(value));
+}
+
+/// A signed number as eight big-endian bytes that sort like it.
+pub fn i64_ordered(value: i64) -> [u8; 8] {
+    ((value as u64) ^ (1 << 63)).to_be_bytes()
 }
 
 /// Reads a number written by [`push_i64_ordered`].
@@ -179,6 +184,9 @@ pub struct RowWriter<'a> {
     store: &'a Store,
     space: Space,
     batch: WriteBatch,
+    /// Reused for every key and value put: the batch copies them.
+    key: Vec<u8>,
+    value: Vec<u8>,
 }
 
 impl<'a> RowWriter<'a> {
@@ -188,6 +196,8 @@ impl<'a> RowWriter<'a> {
             store,
             space,
             batch: WriteBatch::default(),
+            key: Vec::with_capacity(256),
+            value: Vec::with_capacity(256),
         }
     }
 
@@ -218,7 +228,27 @@ impl<'a> RowWriter<'a> {
 
     /// Writes a row, encoded.
     pub fn put_value<T: Serialize>(&mut self, suffix: &[u8], value: &T) {
-        self.put(suffix, &encode(value));
+        self.put_value_parts(&[suffix], value);
+    }
+
+    /// Writes a row whose key suffix is the concatenation of `parts`,
+    /// encoded; no allocation per row (the hot path of a rebuild).
+    pub fn put_value_parts<T: Serialize>(&mut self, parts: &[&[u8]], value: &T) {
+        self.key.clear();
+        self.key.extend_from_slice(&self.space.rows_prefix());
+        for part in parts {
+            self.key.extend_from_slice(part);
+        }
+        self.value.clear();
+        // Writing plain structs into a Vec cannot fail; an empty value would
+        // fail to decode later and be reported there.
+        let _ = bincode::serde::encode_into_std_write(
+            value,
+            &mut self.value,
+            bincode::config::standard(),
+        );
+        self.batch
+            .put_cf(self.store.cf(CF_VIEWS), &self.key, &self.value);
     }
 
     /// Deletes a row.
@@ -227,20 +257,20 @@ impl<'a> RowWriter<'a> {
         self.batch.delete_cf(self.store.cf(CF_VIEWS), key);
     }
 
-    /// Writes everything buffered together with `checkpoint` (and whatever
-    /// `extra` adds, e.g. an activation), without fsync.
-    pub fn commit(
-        mut self,
-        checkpoint: Checkpoint,
-        extra: impl FnOnce(&Store, &mut WriteBatch),
-    ) -> Result<(), ViewError> {
+    /// Writes everything buffered together with `checkpoint`, without
+    /// fsync; through the WAL when `logged`, else unlogged (see
+    /// [`Store::write_unlogged`]).
+    pub fn commit(mut self, checkpoint: Checkpoint, logged: bool) -> Result<(), ViewError> {
         self.batch.put_cf(
             self.store.cf(CF_VIEWS),
             self.space.checkpoint_key(),
             checkpoint.encode(),
         );
-        extra(self.store, &mut self.batch);
-        self.store.write_relaxed(self.batch)?;
+        if logged {
+            self.store.write_relaxed(self.batch)?;
+        } else {
+            self.store.write_unlogged(self.batch)?;
+        }
         Ok(())
     }
 }

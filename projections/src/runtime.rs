@@ -112,6 +112,10 @@ pub struct Folder {
     projection: Box<dyn Projection>,
     space: Space,
     checkpoint: Checkpoint,
+    /// Writes go through the WAL: true for the active generation. A
+    /// generation being rebuilt writes unlogged (a crash loses it whole,
+    /// and it was not active) until [`Folder::activate`] flushes it.
+    logged: bool,
 }
 
 impl Folder {
@@ -126,7 +130,20 @@ impl Folder {
             projection: kind.projection(),
             space,
             checkpoint: rows::checkpoint(store, space)?,
+            logged: true,
         })
+    }
+
+    /// Opens a new generation of `kind` to rebuild from position 0; its
+    /// writes skip the WAL until it is activated.
+    pub fn open_for_rebuild(
+        store: &Store,
+        kind: ViewKind,
+        generation: u32,
+    ) -> Result<Folder, ViewError> {
+        let mut folder = Folder::open(store, kind, generation)?;
+        folder.logged = false;
+        Ok(folder)
     }
 
     /// The last position applied and written.
@@ -144,62 +161,88 @@ impl Folder {
     /// were applied; on failure nothing of the chunk is written and the
     /// error names the position that failed.
     pub fn step(&mut self, store: &Store, up_to: u64) -> Result<usize, (u64, ViewError)> {
-        let mut rows = RowWriter::new(store, self.space);
-        let mut next = self.checkpoint.position + 1;
-        let mut last = self.checkpoint;
-        let mut applied = 0usize;
-        let result = (|| {
-            while next <= up_to && applied < CHUNK_EVENTS_MAX {
-                let want = READ_CHUNK_RECORDS.min(CHUNK_EVENTS_MAX - applied);
-                let records = store
-                    .read_range(next, up_to, want)
-                    .map_err(|error| (next, error.into()))?;
-                if records.is_empty() {
-                    return Err((
-                        next,
-                        ViewError::event(next, "a durable position has no record"),
-                    ));
-                }
-                for stored in &records {
-                    let event = LogEvent::decode(stored).map_err(|error| (next, error))?;
-                    self.projection
-                        .apply(&mut rows, &event)
-                        .map_err(|error| (next, error))?;
-                    last = Checkpoint {
-                        position: event.position,
-                        recorded_at_us: event.recorded_at_us,
-                    };
-                    next += 1;
-                    applied += 1;
-                }
-            }
-            Ok(())
-        })();
-        if let Err(failure) = result {
-            self.projection.reset();
-            return Err(failure);
-        }
-        if applied == 0 {
+        let events = read_chunk(store, self.checkpoint.position + 1, up_to)?;
+        self.apply_chunk(store, &events)
+    }
+
+    /// Folds `events` (the records right after the checkpoint, in order)
+    /// and writes them as one chunk, as [`Folder::step`] does.
+    pub fn apply_chunk(
+        &mut self,
+        store: &Store,
+        events: &[LogEvent],
+    ) -> Result<usize, (u64, ViewError)> {
+        let Some(last) = events.last() else {
             return Ok(0);
+        };
+        let mut rows = RowWriter::new(store, self.space);
+        let mut expected = self.checkpoint.position + 1;
+        for event in events {
+            let applied = if event.position == expected {
+                self.projection.apply(&mut rows, event)
+            } else {
+                Err(ViewError::event(
+                    expected,
+                    format!("chunk skips to position {}", event.position),
+                ))
+            };
+            if let Err(error) = applied {
+                self.projection.reset();
+                return Err((expected, error));
+            }
+            expected += 1;
         }
         self.projection.flush(&mut rows);
-        if let Err(error) = rows.commit(last, |_, _| {}) {
+        let checkpoint = Checkpoint {
+            position: last.position,
+            recorded_at_us: last.recorded_at_us,
+        };
+        if let Err(error) = rows.commit(checkpoint, self.logged) {
             self.projection.reset();
             return Err((self.checkpoint.position + 1, error));
         }
-        self.checkpoint = last;
-        Ok(applied)
+        self.checkpoint = checkpoint;
+        Ok(events.len())
     }
 
     /// Makes this generation the active one and deletes every other, in one
     /// write.
     pub fn activate(&mut self, store: &Store) -> Result<(), ViewError> {
+        if !self.logged {
+            // The unlogged rows reach disk before the logged switch to them.
+            store.flush_cf(ledger_core::store::CF_VIEWS)?;
+            self.logged = true;
+        }
         let mut batch = rocksdb::WriteBatch::default();
         set_active(store, &mut batch, self.kind.tag(), self.space.generation);
         delete_other_generations(store, &mut batch, self.kind.tag(), self.space.generation);
         store.write_relaxed(batch)?;
         Ok(())
     }
+}
+
+/// Reads and decodes records `from..=up_to`, at most [`CHUNK_EVENTS_MAX`];
+/// an error names the position that could not be read or decoded.
+pub fn read_chunk(store: &Store, from: u64, up_to: u64) -> Result<Vec<LogEvent>, (u64, ViewError)> {
+    let mut events = Vec::new();
+    let mut next = from;
+    while next <= up_to && events.len() < CHUNK_EVENTS_MAX {
+        let want = READ_CHUNK_RECORDS.min(CHUNK_EVENTS_MAX - events.len());
+        let records = store
+            .read_range(next, up_to, want)
+            .map_err(|error| (next, error.into()))?;
+        if records.is_empty() {
+            return Err((
+                next,
+                ViewError::event(next, "a durable position has no record"),
+            ));
+        }
+        for stored in &records {
+            events.push(LogEvent::decode(stored).map_err(|error| (next, error))?);
+            next += 1;
+        }
+    }
+    Ok(events)
 }
 
 /// What a worker is doing.
@@ -663,7 +706,7 @@ impl Runtime {
         let mut batch = rocksdb::WriteBatch::default();
         delete_other_generations(&self.store, &mut batch, kind.tag(), current);
         self.store.write_relaxed(batch).map_err(ViewError::from)?;
-        let folder = Folder::open(&self.store, kind, generation)?;
+        let folder = Folder::open_for_rebuild(&self.store, kind, generation)?;
         let shadow = Worker::spawn(
             self.store.clone(),
             self.head.clone(),
@@ -779,12 +822,41 @@ pub fn rebuild_offline(
     let mut batch = rocksdb::WriteBatch::default();
     delete_other_generations(store, &mut batch, kind.tag(), current);
     store.write_relaxed(batch)?;
-    let mut folder = Folder::open(store, kind, generation)?;
+    let mut folder = Folder::open_for_rebuild(store, kind, generation)?;
     let head = store.head()?.position;
     progress(0, head);
-    while folder.checkpoint().position < head {
-        folder.step(store, head).map_err(|(_, error)| error)?;
-        progress(folder.checkpoint().position, head);
+    // Reading and decoding run one chunk ahead of folding, on their own
+    // thread: the log is immutable, so nothing the fold writes can change
+    // what is read.
+    std::thread::scope(|scope| {
+        let (chunks_tx, chunks_rx) = std::sync::mpsc::sync_channel(2);
+        scope.spawn(move || {
+            let mut next = 1;
+            while next <= head {
+                let chunk = read_chunk(store, next, head);
+                if let Ok(events) = &chunk {
+                    next += events.len() as u64;
+                }
+                let failed = chunk.is_err();
+                if chunks_tx.send(chunk).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        for chunk in chunks_rx {
+            let events = chunk.map_err(|(_, error)| error)?;
+            folder
+                .apply_chunk(store, &events)
+                .map_err(|(_, error)| error)?;
+            progress(folder.checkpoint().position, head);
+        }
+        Ok::<(), ViewError>(())
+    })?;
+    if folder.checkpoint().position < head {
+        return Err(ViewError::event(
+            folder.checkpoint().position + 1,
+            "the log ended before the head",
+        ));
     }
     folder.activate(store)?;
     Ok(RebuildOutcome {

@@ -210,6 +210,24 @@ impl Store {
         Ok(())
     }
 
+    /// Writes rows that a crash may lose whole (a view being rebuilt, which
+    /// is not active yet): no WAL, so the data reaches disk only when its
+    /// memtable is flushed. A batch lands in one memtable, so it is still
+    /// all or nothing. Call [`Store::flush_cf`] before anything logged comes
+    /// to depend on it.
+    pub fn write_unlogged(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        let mut options = WriteOptions::default();
+        options.disable_wal(true);
+        self.db.write_opt(batch, &options)?;
+        Ok(())
+    }
+
+    /// Flushes a column family's memtables to disk (and waits).
+    pub fn flush_cf(&self, name: &str) -> Result<(), StoreError> {
+        self.db.flush_cf(self.cf(name))?;
+        Ok(())
+    }
+
     /// The durable head (position 0 and the genesis hash on an empty log).
     pub fn head(&self) -> Result<Head, StoreError> {
         match self.db.get_pinned_cf(self.cf(CF_CHAIN), keys::HEAD_KEY)? {
