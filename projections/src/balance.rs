@@ -30,6 +30,7 @@ use ledger_core::error::{FieldError, FieldReason};
 use ledger_core::ids::{MemberId, ProgramId, StreamName};
 use ledger_core::limits::STATEMENT_PAGE_LINES_MAX;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
@@ -210,6 +211,22 @@ pub struct StatementLine {
     /// Why: the award's or adjustment's reason, the expiry's cause, the other
     /// member of a transfer.
     pub reason: String,
+}
+
+/// A [`StatementLine`] borrowing its text, for writing without copying
+/// it: serde encodes `&str` exactly as `String`, field for field.
+#[derive(Serialize)]
+struct LineOut<'a> {
+    position: u64,
+    kind: LineKind,
+    points: i64,
+    balance_after: i64,
+    pending_after: i64,
+    debt_after: i64,
+    occurred_at_us: i64,
+    effective_at_us: i64,
+    reference: &'a str,
+    reason: &'a str,
 }
 
 struct Cached {
@@ -507,14 +524,22 @@ impl Projection for BalanceProjection {
                 fold.create_lot(&e.lot)?;
                 let lifetime = &mut fold.member.row.lifetime;
                 add(&mut lifetime.earned, e.points.get(), "earned", position)?;
-                Some((LineKind::Earned, e.order_id.clone(), String::new()))
+                Some((
+                    LineKind::Earned,
+                    Cow::Borrowed(e.order_id.as_str()),
+                    Cow::Borrowed(""),
+                ))
             }
             EventKind::PointsAwarded(e) => {
                 fold.repay(e.debt_repaid)?;
                 fold.create_lot(&e.lot)?;
                 let lifetime = &mut fold.member.row.lifetime;
                 add(&mut lifetime.awarded, e.points.get(), "awarded", position)?;
-                Some((LineKind::Awarded, String::new(), e.reason.clone()))
+                Some((
+                    LineKind::Awarded,
+                    Cow::Borrowed(""),
+                    Cow::Borrowed(e.reason.as_str()),
+                ))
             }
             EventKind::PointsRedeemed(e) => {
                 let drawn = fold.take(&e.draws)?;
@@ -526,7 +551,11 @@ impl Projection for BalanceProjection {
                 }
                 let lifetime = &mut fold.member.row.lifetime;
                 add(&mut lifetime.redeemed, drawn, "redeemed", position)?;
-                Some((LineKind::Redeemed, e.redemption_id.clone(), String::new()))
+                Some((
+                    LineKind::Redeemed,
+                    Cow::Borrowed(e.redemption_id.as_str()),
+                    Cow::Borrowed(""),
+                ))
             }
             EventKind::RedemptionCancelled(e) => {
                 fold.restore(&e.restored)?;
@@ -540,8 +569,8 @@ impl Projection for BalanceProjection {
                 add(&mut lifetime.expired, sum(&e.expired), "expired", position)?;
                 Some((
                     LineKind::RedemptionCancelled,
-                    e.redemption_id.clone(),
-                    String::new(),
+                    Cow::Borrowed(e.redemption_id.as_str()),
+                    Cow::Borrowed(""),
                 ))
             }
             EventKind::EarnReversed(e) => {
@@ -561,7 +590,11 @@ impl Projection for BalanceProjection {
                     drawn
                 };
                 add(&mut row.lifetime.reversed, taken, "reversed", position)?;
-                Some((LineKind::Reversed, e.order_id.clone(), String::new()))
+                Some((
+                    LineKind::Reversed,
+                    Cow::Borrowed(e.order_id.as_str()),
+                    Cow::Borrowed(""),
+                ))
             }
             EventKind::PointsAdjusted(e) => {
                 fold.repay(e.debt_repaid)?;
@@ -576,7 +609,11 @@ impl Projection for BalanceProjection {
                 };
                 let lifetime = &mut fold.member.row.lifetime;
                 add(&mut lifetime.adjusted, signed, "adjusted", position)?;
-                Some((LineKind::Adjusted, String::new(), e.reason.clone()))
+                Some((
+                    LineKind::Adjusted,
+                    Cow::Borrowed(""),
+                    Cow::Borrowed(e.reason.as_str()),
+                ))
             }
             EventKind::PointsTransferred(e) => {
                 if e.draws.is_empty() {
@@ -593,8 +630,8 @@ impl Projection for BalanceProjection {
                     )?;
                     Some((
                         LineKind::TransferredIn,
-                        e.transfer_id.clone(),
-                        format!("from {}", e.from_member_id),
+                        Cow::Borrowed(e.transfer_id.as_str()),
+                        Cow::Owned(format!("from {}", e.from_member_id)),
                     ))
                 } else {
                     let drawn = fold.take(&e.draws)?;
@@ -607,8 +644,8 @@ impl Projection for BalanceProjection {
                     )?;
                     Some((
                         LineKind::TransferredOut,
-                        e.transfer_id.clone(),
-                        format!("to {}", e.to_member_id),
+                        Cow::Borrowed(e.transfer_id.as_str()),
+                        Cow::Owned(format!("to {}", e.to_member_id)),
                     ))
                 }
             }
@@ -616,8 +653,8 @@ impl Projection for BalanceProjection {
                 fold.mature(e.lot_id.get(), e.points.get())?;
                 Some((
                     LineKind::Matured,
-                    format!("lot {}", e.lot_id.get()),
-                    String::new(),
+                    Cow::Owned(format!("lot {}", e.lot_id.get())),
+                    Cow::Borrowed(""),
                 ))
             }
             EventKind::PointsExpired(e) => {
@@ -628,7 +665,7 @@ impl Projection for BalanceProjection {
                     ExpiryReason::Lot => "lot expiry",
                     ExpiryReason::Inactivity => "inactivity",
                 };
-                Some((LineKind::Expired, String::new(), reason.to_owned()))
+                Some((LineKind::Expired, Cow::Borrowed(""), Cow::Borrowed(reason)))
             }
         };
         let row = &fold.member.row;
@@ -649,7 +686,7 @@ impl Projection for BalanceProjection {
                 "statement points",
                 position,
             )?;
-            let line = StatementLine {
+            let line = LineOut {
                 position,
                 kind,
                 points,
@@ -658,8 +695,8 @@ impl Projection for BalanceProjection {
                 debt_after: row.debt,
                 occurred_at_us: event.event.occurred_at_us,
                 effective_at_us: now_us,
-                reference,
-                reason,
+                reference: &reference,
+                reason: &reason,
             };
             rows.put_value_parts(
                 &[

@@ -36,7 +36,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 /// Most events folded into one chunk (one write of rows and checkpoint).
-pub const CHUNK_EVENTS_MAX: usize = 16_384;
+pub const CHUNK_EVENTS_MAX: usize = 65_536;
 
 /// A fold of the log into rows: `(view state, event) -> view writes`.
 ///
