@@ -1704,8 +1704,7 @@ fn check_history_view(store: &Store, program: &ProgramId, side: usize, transcrip
         let expected = transcript
             .iter()
             .map(|entry| &entry.after[side])
-            .filter(|after| after.clock <= probe)
-            .last()
+            .rfind(|after| after.clock <= probe)
             .map_or((0, 0, 0), |after| {
                 (after.available - after.debt, after.pending, after.debt)
             });

@@ -123,7 +123,7 @@ async fn a_members_life_in_the_views() {
     let (program, ann) = (program_id(), member("ann"));
     let enrolled = client.member("ann", Command::Enroll).await.expect("enroll");
     let bought = client
-        .member("ann", purchase("o-1", 600_00))
+        .member("ann", purchase("o-1", 60_000))
         .await
         .expect("purchase");
     client.clock.advance(DAY_US);

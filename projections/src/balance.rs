@@ -952,3 +952,58 @@ pub fn balance_as_of(
         value: found,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_bad_ones_name_the_field() {
+        let line = StatementLine {
+            position: 77,
+            kind: LineKind::Earned,
+            points: 5,
+            balance_after: 5,
+            pending_after: 0,
+            debt_after: 0,
+            occurred_at_us: -3,
+            effective_at_us: -3,
+            reference: String::new(),
+            reason: String::new(),
+        };
+        assert_eq!(parse_page_token(&page_token(&line)), Ok((-3, 77)));
+        for bad in ["", "zz", &"g".repeat(32), &"0".repeat(31)] {
+            let error = parse_page_token(bad).expect_err("refused");
+            assert_eq!(error.field, "page_token", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn borrowed_lines_encode_exactly_as_owned_ones() {
+        let owned = StatementLine {
+            position: 9,
+            kind: LineKind::TransferredIn,
+            points: 12,
+            balance_after: 30,
+            pending_after: 1,
+            debt_after: 2,
+            occurred_at_us: 100,
+            effective_at_us: 101,
+            reference: "t-1".into(),
+            reason: "from bob".into(),
+        };
+        let borrowed = LineOut {
+            position: 9,
+            kind: LineKind::TransferredIn,
+            points: 12,
+            balance_after: 30,
+            pending_after: 1,
+            debt_after: 2,
+            occurred_at_us: 100,
+            effective_at_us: 101,
+            reference: "t-1",
+            reason: "from bob",
+        };
+        assert_eq!(crate::rows::encode(&borrowed), crate::rows::encode(&owned));
+    }
+}

@@ -397,3 +397,58 @@ pub fn digest(store: &Store, space: Space) -> Result<[u8; 32], ViewError> {
     }
     Ok(hasher.finalize().into())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordered_numbers_sort_like_the_numbers() {
+        let values = [i64::MIN, -86_400, -1, 0, 1, 86_400, i64::MAX];
+        for pair in values.windows(2) {
+            assert!(i64_ordered(pair[0]) < i64_ordered(pair[1]), "{pair:?}");
+        }
+        for value in values {
+            assert_eq!(read_i64_ordered(&i64_ordered(value)), Some(value));
+        }
+        assert_eq!(read_i64_ordered(&[1, 2, 3]), None);
+    }
+
+    #[test]
+    fn deleting_other_generations_keeps_only_the_one_named() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let tag = b'b';
+        for generation in 1..=3 {
+            let space = Space { tag, generation };
+            let mut rows = RowWriter::new(&store, space);
+            rows.put(b"k", &[generation as u8]);
+            let checkpoint = Checkpoint {
+                position: u64::from(generation),
+                recorded_at_us: 0,
+            };
+            rows.commit(checkpoint, true).expect("commit");
+        }
+        // Another view's rows are never touched.
+        let other = Space {
+            tag: b't',
+            generation: 1,
+        };
+        let mut rows = RowWriter::new(&store, other);
+        rows.put(b"k", b"t");
+        rows.commit(Checkpoint::default(), true).expect("commit");
+        let mut batch = WriteBatch::default();
+        delete_other_generations(&store, &mut batch, tag, 2);
+        store.write_relaxed(batch).expect("delete");
+        for generation in 1..=3 {
+            let space = Space { tag, generation };
+            let kept = RowWriter::new(&store, space).get(b"k").expect("read");
+            let expected = (generation == 2).then(|| vec![2u8]);
+            assert_eq!(kept, expected, "generation {generation}");
+            let position = checkpoint(&store, space).expect("checkpoint").position;
+            assert_eq!(position, if generation == 2 { 2 } else { 0 });
+        }
+        let other_row = RowWriter::new(&store, other).get(b"k").expect("read");
+        assert_eq!(other_row, Some(b"t".to_vec()));
+    }
+}

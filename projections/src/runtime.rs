@@ -176,8 +176,7 @@ impl Folder {
             return Ok(0);
         };
         let mut rows = RowWriter::new(store, self.space);
-        let mut expected = self.checkpoint.position + 1;
-        for event in events {
+        for (expected, event) in (self.checkpoint.position + 1..).zip(events) {
             let applied = if event.position == expected {
                 self.projection.apply(&mut rows, event)
             } else {
@@ -190,7 +189,6 @@ impl Folder {
                 self.projection.reset();
                 return Err((expected, error));
             }
-            expected += 1;
         }
         self.projection.flush(&mut rows);
         let checkpoint = Checkpoint {
