@@ -7,7 +7,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // SAFETY: build scripts are single-threaded.
     unsafe { std::env::set_var("PROTOC", protoc) };
     let out_dir = std::path::PathBuf::from(std::env::var("OUT_DIR")?);
-    let services = ["../proto/pointsledger/v1/audit.proto"];
+    let services = [
+        "../proto/pointsledger/v1/audit.proto",
+        "../proto/pointsledger/v1/ledger.proto",
+    ];
     for file in services
         .iter()
         .chain(&["../proto/pointsledger/v1/record.proto"])
@@ -16,6 +19,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tonic_prost_build::configure()
         .file_descriptor_set_path(out_dir.join("pointsledger_descriptor.bin"))
+        // The record messages are ledger-core's: one Rust type per message.
+        .extern_path(".pointsledger.v1.Event", "::ledger_core::pb::Event")
+        .extern_path(".pointsledger.v1.Money", "::ledger_core::pb::Money")
         .compile_protos(&services, &["../proto"])?;
     Ok(())
 }

@@ -269,10 +269,42 @@ async fn health_and_reflection_answer() {
         names.contains(&"pointsledger.v1.Audit".to_owned()),
         "{names:?}"
     );
-    assert!(
+        assert!(
         names.contains(&"grpc.health.v1.Health".to_owned()),
         "{names:?}"
     );
+    assert!(
+        names.contains(&"pointsledger.v1.Ledger".to_owned()),
+        "{names:?}"
+    );
+    // grpcurl then asks for the file defining a service and for each file it
+    // imports: the Ledger's import of the well-known Timestamp must resolve.
+    for request in [
+        MessageRequest::FileContainingSymbol("pointsledger.v1.Ledger".into()),
+        MessageRequest::FileByFilename("google/protobuf/timestamp.proto".into()),
+        MessageRequest::FileByFilename("pointsledger/v1/record.proto".into()),
+    ] {
+        let asked = format!("{request:?}");
+        let mut answers = reflection
+            .server_reflection_info(tokio_stream::iter([ServerReflectionRequest {
+                host: String::new(),
+                message_request: Some(request),
+            }]))
+            .await
+            .expect("reflection")
+            .into_inner();
+        let answer = answers.next().await.expect("one answer").expect("ok");
+        assert!(
+            matches!(
+                answer.message_response,
+                Some(MessageResponse::FileDescriptorResponse(ref files))
+                    if !files.file_descriptor_proto.is_empty()
+            ),
+            "{asked}: {:?}",
+            answer.message_response
+        );
+    }
+
 
     // The v1 protocol answers too.
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient as V1Client;

@@ -4,6 +4,7 @@
 
 pub mod audit;
 pub mod config;
+pub mod ledger;
 pub mod server;
 pub mod status;
 

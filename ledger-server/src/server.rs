@@ -2,6 +2,7 @@
 //! exists, and serve gRPC until told to stop.
 
 use crate::audit::AuditService;
+use crate::ledger::LedgerService;
 use crate::pb;
 use anyhow::Context;
 use ledger_core::clock::{Clock, SystemClock};
@@ -189,6 +190,8 @@ impl Bound {
             clock.clone(),
             &ViewKind::ALL,
         )?);
+        let ledger =
+            LedgerService::new(store.clone(), writer.handle(), views.clone(), clock.clone());
         let scheduler = Scheduler::new(store.clone(), writer.handle(), clock);
         let scheduler = tokio::spawn(scheduler.run(SCHEDULER_INTERVAL, stopping_rx));
         // Serving once the views have caught up with the log as it was at
@@ -202,6 +205,9 @@ impl Bound {
                 tracing::info!(position = start_head, "views caught up");
                 health
                     .set_serving::<pb::audit_server::AuditServer<AuditService>>()
+                    .await;
+                health
+                    .set_serving::<pb::ledger_server::LedgerServer<LedgerService>>()
                     .await;
             })
         };
@@ -222,6 +228,7 @@ impl Bound {
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .add_service(pb::audit_server::AuditServer::new(audit))
+            .add_service(pb::ledger_server::LedgerServer::new(ledger))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown.await;
                 // Ends open subscriptions and the scheduler; their receivers

@@ -31,6 +31,20 @@ pub fn storage(error: &StoreError) -> Status {
     }
 }
 
+/// Maps a query's error.
+pub fn query(error: &projections::QueryError) -> Status {
+    match error {
+        projections::QueryError::Invalid(field) => invalid_field(field),
+        projections::QueryError::NotFound { .. } => Status::not_found(error.to_string()),
+        projections::QueryError::View(projections::ViewError::Store(store)) => storage(store),
+        projections::QueryError::View(view) => {
+            tracing::error!(%view, "a view row failed to read");
+            Status::internal("a view row failed an integrity check; see the server log")
+        }
+        _ => Status::unavailable(error.to_string()),
+    }
+}
+
 /// Rule rejections that mean "no such member or program": NOT_FOUND, even
 /// when the rejection names the field (`program_id`) it is about.
 const NOT_FOUND_CODES: [&str; 3] = ["unknown_program", "program_not_defined", "not_enrolled"];

@@ -916,6 +916,47 @@ pub struct BalanceAsOf {
     pub as_of_position: u64,
 }
 
+/// A member's points right after the event at `position` (the last
+/// statement line at or before it; zeros before the first). Reads lines
+/// newest first, so a recent position costs one or two reads.
+pub fn balance_at_position(
+    store: &ledger_core::store::Store,
+    program_id: &ProgramId,
+    member_id: &MemberId,
+    position: u64,
+) -> Result<Answer<BalanceAsOf>, QueryError> {
+    let view = snapshot(store)?;
+    let stream = StreamName::member(program_id, member_id);
+    let prefix = member_prefix(b's', stream.as_str());
+    let mut start = prefix.clone();
+    start.extend_from_slice(&[0xff; 16]);
+    let mut found = BalanceAsOf {
+        at_us: 0,
+        balance: 0,
+        pending: 0,
+        debt: 0,
+        as_of_position: 0,
+    };
+    view.scan(&prefix, &start, true, |_, value| {
+        let line: StatementLine = decode(value, "statement line")?;
+        if line.position > position {
+            return Ok(true);
+        }
+        found = BalanceAsOf {
+            at_us: line.effective_at_us,
+            balance: line.balance_after,
+            pending: line.pending_after,
+            debt: line.debt_after,
+            as_of_position: line.position,
+        };
+        Ok(false)
+    })?;
+    Ok(Answer {
+        position: view.position(),
+        value: found,
+    })
+}
+
 /// A member's balance as of `at_us` (the member's business time), read from
 /// the last statement line at or before it.
 pub fn balance_as_of(

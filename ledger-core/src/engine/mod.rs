@@ -15,7 +15,7 @@
 pub mod scheduler;
 
 use crate::domain::{self, Command, Member, Program, ProgramCommand, Rules, TransferPoints};
-use crate::error::{Rejection, StoreError};
+use crate::error::{CommandError, Rejection, StoreError};
 use crate::ids::{MemberId, ProgramId, StreamName};
 use crate::record;
 use crate::store::{CF_DUE, CF_SNAPSHOTS, Store, keys};
@@ -325,6 +325,35 @@ pub fn load_member(
     member_id: &MemberId,
 ) -> Result<Member, DecideError> {
     Ok(load_cached(store, &StreamName::member(program_id, member_id), true)?.member)
+}
+
+/// Decides `envelope` against the durable state and returns the events it
+/// would append, writing nothing: the answer to a `dry_run`. Commands still
+/// queued in the writer are not seen; idempotency is not consulted.
+pub fn dry_run(
+    store: &Store,
+    envelope: &Envelope<LedgerCommand>,
+) -> Result<Vec<Emitted>, CommandError> {
+    let mut decider = LedgerDecider::new();
+    if let Some(expected) = envelope.expected_version {
+        let stream = decider.primary_stream(envelope);
+        let actual = store
+            .stream_version(&stream)
+            .map_err(|error| CommandError::Unavailable(error.to_string()))?;
+        if actual != expected {
+            return Err(CommandError::VersionConflict {
+                stream: stream.to_string(),
+                expected,
+                actual,
+            });
+        }
+    }
+    let mut out = Vec::new();
+    match decider.decide(store, envelope, envelope.occurred_at_us, &mut out) {
+        Ok(()) => Ok(out),
+        Err(DecideError::Rejected(rejection)) => Err(CommandError::Rejected(rejection)),
+        Err(DecideError::Store(error)) => Err(CommandError::Unavailable(error.to_string())),
+    }
 }
 
 /// A member's state rebuilt from its whole stream, ignoring snapshots: what

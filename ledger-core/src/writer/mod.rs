@@ -200,6 +200,13 @@ impl<C> Clone for WriterHandle<C> {
 }
 
 impl<C: Serialize + Send + 'static> WriterHandle<C> {
+    /// The checks `submit` makes before queueing (business time against
+    /// the engine clock, metadata limits), for callers that decide without
+    /// submitting (a dry run).
+    pub fn check(&self, envelope: &Envelope<C>) -> Result<(), FieldError> {
+        validate(envelope, self.clock.now_us(), self.future_skew_us)
+    }
+
     /// Submits one command and waits until it is durable (or refused).
     pub async fn submit(&self, envelope: Envelope<C>) -> CommandResult {
         let mut results = self.submit_many(vec![envelope]).await?;
