@@ -10,6 +10,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let services = [
         "../proto/pointsledger/v1/audit.proto",
         "../proto/pointsledger/v1/ledger.proto",
+        "../proto/pointsledger/v1/admin.proto",
     ];
     for file in services
         .iter()
@@ -22,6 +23,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // The record messages are ledger-core's: one Rust type per message.
         .extern_path(".pointsledger.v1.Event", "::ledger_core::pb::Event")
         .extern_path(".pointsledger.v1.Money", "::ledger_core::pb::Money")
+        .extern_path(
+            ".pointsledger.v1.ProgramRules",
+            "::ledger_core::pb::ProgramRules",
+        )
         .compile_protos(&services, &["../proto"])?;
     Ok(())
 }

@@ -8,7 +8,6 @@
 
 mod common;
 
-use common::T0_US;
 use ledger_core::domain::{Command, Points};
 use ledger_core::engine::LedgerCommand;
 use ledger_core::ids::{IdempotencyKey, MemberId, ProgramId, StreamName};
@@ -28,7 +27,7 @@ fn award(key: &str, member: &str, points: i64) -> Envelope<LedgerCommand> {
     Envelope {
         program_id: ProgramId::parse("program_id", DEFAULT_PROGRAM_ID).expect("valid"),
         idempotency_key: IdempotencyKey::parse("idempotency_key", key).expect("valid"),
-        occurred_at_us: T0_US,
+        occurred_at_us: common::wall_clock_us(),
         principal: "test".into(),
         metadata: vec![],
         expected_version: None,
@@ -269,7 +268,7 @@ async fn health_and_reflection_answer() {
         names.contains(&"pointsledger.v1.Audit".to_owned()),
         "{names:?}"
     );
-        assert!(
+    assert!(
         names.contains(&"grpc.health.v1.Health".to_owned()),
         "{names:?}"
     );
@@ -304,7 +303,6 @@ async fn health_and_reflection_answer() {
             answer.message_response
         );
     }
-
 
     // The v1 protocol answers too.
     use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient as V1Client;

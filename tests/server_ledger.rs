@@ -2,8 +2,9 @@
 //! to redemption with every answer carrying its position, stream version
 //! and balance; queries that read their writes; idempotent retries; dry
 //! runs that write nothing; batches where one bad command fails alone;
-//! concurrent redeems that never overdraw; and every kind of bad input
-//! answered with its documented code and the field named, never INTERNAL.
+//! concurrent redeems that never overdraw; every kind of bad input
+//! answered with its documented code and the field named, never INTERNAL;
+//! and the Admin service: programs, rules, view status and online rebuild.
 //!
 //! Method: the server in-process on 127.0.0.1 port 0 (default program:
 //! USD, 1 point per dollar, purchase points pending 30 days, tiers Member,
@@ -11,9 +12,9 @@
 
 mod common;
 
-use common::T0_US;
 use ledger_server::ledger::timestamp;
 use ledger_server::pb;
+use ledger_server::pb::admin_client::AdminClient;
 use ledger_server::pb::ledger_client::LedgerClient;
 use ledger_server::server::{Bound, DEFAULT_PROGRAM_ID, ServeOptions};
 use tonic::Code;
@@ -23,6 +24,7 @@ use tonic_types::StatusExt;
 struct Server {
     _dir: tempfile::TempDir,
     client: LedgerClient<Channel>,
+    admin: AdminClient<Channel>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -40,12 +42,15 @@ impl Server {
         let task = tokio::spawn(bound.serve(async {
             let _ = stopped.await;
         }));
-        let client = LedgerClient::connect(format!("http://{addr}"))
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
             .await
             .expect("connect");
         Server {
             _dir: dir,
-            client,
+            client: LedgerClient::new(channel.clone()),
+            admin: AdminClient::new(channel),
             stop: Some(stop),
             task: Some(task),
         }
@@ -75,7 +80,7 @@ fn enroll(member: &str, key: &str) -> pb::EnrollRequest {
         program_id: DEFAULT_PROGRAM_ID.into(),
         member_id: member.into(),
         idempotency_key: key.into(),
-        occurred_at: Some(timestamp(T0_US)),
+        occurred_at: Some(timestamp(common::wall_clock_us())),
         ..Default::default()
     }
 }
@@ -85,7 +90,7 @@ fn purchase(member: &str, key: &str, order: &str, cents: i64) -> pb::RecordPurch
         program_id: DEFAULT_PROGRAM_ID.into(),
         member_id: member.into(),
         idempotency_key: key.into(),
-        occurred_at: Some(timestamp(T0_US)),
+        occurred_at: Some(timestamp(common::wall_clock_us())),
         order_id: order.into(),
         spend: usd(cents),
         ..Default::default()
@@ -97,7 +102,7 @@ fn award(member: &str, key: &str, points: i64) -> pb::AwardPointsRequest {
         program_id: DEFAULT_PROGRAM_ID.into(),
         member_id: member.into(),
         idempotency_key: key.into(),
-        occurred_at: Some(timestamp(T0_US)),
+        occurred_at: Some(timestamp(common::wall_clock_us())),
         reason: "welcome".into(),
         points,
         ..Default::default()
@@ -109,7 +114,7 @@ fn redeem(member: &str, key: &str, points: i64) -> pb::RedeemRequest {
         program_id: DEFAULT_PROGRAM_ID.into(),
         member_id: member.into(),
         idempotency_key: key.into(),
-        occurred_at: Some(timestamp(T0_US)),
+        occurred_at: Some(timestamp(common::wall_clock_us())),
         redemption_id: key.into(),
         points,
         ..Default::default()
@@ -228,7 +233,7 @@ async fn a_members_life_over_grpc() {
             program_id: DEFAULT_PROGRAM_ID.into(),
             member_id: "ann".into(),
             min_position: redeemed.position,
-            as_of: Some(timestamp(T0_US)),
+            as_of: Some(timestamp(common::wall_clock_us())),
         })
         .await
         .expect("member")
@@ -244,7 +249,7 @@ async fn a_members_life_over_grpc() {
             program_id: DEFAULT_PROGRAM_ID.into(),
             member_id: "ann".into(),
             min_position: redeemed.position,
-            as_of: Some(timestamp(T0_US - 1)),
+            as_of: Some(timestamp(common::wall_clock_us() - 1)),
         })
         .await
         .expect("as of")
@@ -409,11 +414,7 @@ async fn bad_input_is_refused_with_its_code_and_field() {
         .award_points(award("eve", "seed", 10))
         .await
         .expect("award");
-    let far_future = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .expect("after 1970")
-        .as_micros() as i64
-        + 3_600_000_000;
+    let far_future = common::wall_clock_us() + 3_600_000_000;
     let long = "x".repeat(129);
     type Case = (
         &'static str,
@@ -550,7 +551,7 @@ async fn bad_input_is_refused_with_its_code_and_field() {
             None,
         ),
     ];
-        for (index, (label, mut request, code, field)) in cases.into_iter().enumerate() {
+    for (index, (label, mut request, code, field)) in cases.into_iter().enumerate() {
         // A rule rejection is remembered under its key like an acceptance:
         // each case gets its own key unless the key is what it tests.
         if request.idempotency_key == "k" {
@@ -626,6 +627,194 @@ async fn bad_input_is_refused_with_its_code_and_field() {
             .field_violations[0]
             .field,
         "page_size"
+    );
+    server.stop().await;
+}
+
+fn bakery_rules() -> ledger_core::pb::ProgramRules {
+    let mut rules = ledger_core::domain::ProgramRules::basic("EUR");
+    rules.name = "Bakery".into();
+    ledger_core::pb::ProgramRules::from(&rules)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn programs_are_defined_changed_and_listed() {
+    let server = Server::start().await;
+    let mut admin = server.admin.clone();
+    let define = |key: &str, dry_run: bool| pb::DefineProgramRequest {
+        program_id: "bakery".into(),
+        idempotency_key: key.into(),
+        occurred_at: Some(timestamp(common::wall_clock_us())),
+        rules: Some(bakery_rules()),
+        dry_run,
+        ..Default::default()
+    };
+    let dry = admin
+        .define_program(define("d0", true))
+        .await
+        .expect("dry run")
+        .into_inner();
+    assert_eq!((dry.position, dry.events.len()), (0, 1));
+    let missing = admin
+        .get_program(pb::GetProgramRequest {
+            program_id: "bakery".into(),
+        })
+        .await
+        .expect_err("a dry run defines nothing");
+    assert_eq!(missing.code(), Code::NotFound);
+    let defined = admin
+        .define_program(define("d1", false))
+        .await
+        .expect("define")
+        .into_inner();
+    assert_eq!(defined.stream_version, 1);
+    let again = admin
+        .define_program(define("d2", false))
+        .await
+        .expect_err("defined already");
+    assert_eq!(again.code(), Code::FailedPrecondition, "{again:?}");
+
+    let mut bad = bakery_rules();
+    bad.earn_rate_bps = -1;
+    let refused = admin
+        .change_rules(pb::ChangeRulesRequest {
+            program_id: "bakery".into(),
+            idempotency_key: "c1".into(),
+            occurred_at: Some(timestamp(common::wall_clock_us())),
+            rules: Some(bad),
+            ..Default::default()
+        })
+        .await
+        .expect_err("bad rules");
+    assert_eq!(refused.code(), Code::InvalidArgument);
+    let field = &refused
+        .get_details_bad_request()
+        .expect("detail")
+        .field_violations[0]
+        .field;
+    assert_eq!(field, "rules.earn_rate_bps");
+
+    let mut richer = bakery_rules();
+    richer.earn_rate_bps = 20_000;
+    admin
+        .change_rules(pb::ChangeRulesRequest {
+            program_id: "bakery".into(),
+            idempotency_key: "c2".into(),
+            occurred_at: Some(timestamp(common::wall_clock_us() + 1)),
+            rules: Some(richer),
+            ..Default::default()
+        })
+        .await
+        .expect("change");
+    let program = admin
+        .get_program(pb::GetProgramRequest {
+            program_id: "bakery".into(),
+        })
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(program.stream_version, 2);
+    assert_eq!(program.rules.expect("rules").earn_rate_bps, 20_000);
+    assert_eq!(
+        program.rules_since,
+        Some(timestamp(common::wall_clock_us() + 1))
+    );
+    let listed: Vec<_> = admin
+        .list_programs(pb::ListProgramsRequest {})
+        .await
+        .expect("list")
+        .into_inner()
+        .programs
+        .into_iter()
+        .map(|program| (program.program_id, program.currency))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("bakery".to_owned(), "EUR".to_owned()),
+            ("default".to_owned(), "USD".to_owned())
+        ]
+    );
+    server.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn views_report_their_status_and_rebuild_online() {
+    let server = Server::start().await;
+    let mut client = server.client.clone();
+    let mut admin = server.admin.clone();
+    let mut last = 0;
+    for i in 0..50 {
+        last = client
+            .award_points(award(&format!("m{}", i % 5), &format!("k{i}"), 10))
+            .await
+            .expect("award")
+            .into_inner()
+            .position;
+    }
+    client
+        .get_balance(pb::GetBalanceRequest {
+            program_id: DEFAULT_PROGRAM_ID.into(),
+            member_id: "m0".into(),
+            min_position: last,
+        })
+        .await
+        .expect("caught up");
+    let rebuilt = admin
+        .rebuild_projection(pb::RebuildProjectionRequest {
+            name: "balance".into(),
+        })
+        .await
+        .expect("rebuild")
+        .into_inner();
+    assert_eq!((rebuilt.generation, rebuilt.position), (2, last));
+    let statuses = admin
+        .get_projection_status(pb::GetProjectionStatusRequest {
+            name: String::new(),
+        })
+        .await
+        .expect("status")
+        .into_inner()
+        .projections;
+    let summary: Vec<_> = statuses
+        .iter()
+        .map(|status| {
+            (
+                status.name.as_str(),
+                status.generation,
+                status.checkpoint,
+                status.state.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![("balance", 2, last, "live"), ("tier", 1, last, "live")]
+    );
+    let balance = client
+        .get_balance(pb::GetBalanceRequest {
+            program_id: DEFAULT_PROGRAM_ID.into(),
+            member_id: "m0".into(),
+            min_position: last,
+        })
+        .await
+        .expect("balance")
+        .into_inner();
+    assert_eq!(balance.balance.expect("balance").balance, 100);
+    let unknown = admin
+        .rebuild_projection(pb::RebuildProjectionRequest {
+            name: "nope".into(),
+        })
+        .await
+        .expect_err("no such view");
+    assert_eq!(unknown.code(), Code::InvalidArgument);
+    assert_eq!(
+        unknown
+            .get_details_bad_request()
+            .expect("detail")
+            .field_violations[0]
+            .field,
+        "name"
     );
     server.stop().await;
 }

@@ -256,13 +256,7 @@ fn parse(request: &dyn CommandRequest) -> Result<Parsed, FieldError> {
     let member_id = MemberId::parse("member_id", common.member_id)?;
     let idempotency_key = IdempotencyKey::parse("idempotency_key", common.idempotency_key)?;
     let occurred_at_us = timestamp_us("occurred_at", common.occurred_at)?;
-    // Sorted, so that the request hash does not depend on map order.
-    let mut metadata: Vec<(String, String)> = common
-        .metadata
-        .iter()
-        .map(|(key, value)| (key.clone(), value.clone()))
-        .collect();
-    metadata.sort();
+    let metadata = sorted_metadata(common.metadata);
     let command = request.command(member_id.clone())?;
     Ok(Parsed {
         envelope: Envelope {
@@ -277,6 +271,17 @@ fn parse(request: &dyn CommandRequest) -> Result<Parsed, FieldError> {
         member_id,
         dry_run: common.dry_run,
     })
+}
+
+/// Request metadata as the envelope carries it: sorted, so that the request
+/// hash does not depend on the map's order.
+pub(crate) fn sorted_metadata(metadata: &HashMap<String, String>) -> Vec<(String, String)> {
+    let mut sorted: Vec<(String, String)> = metadata
+        .iter()
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    sorted.sort();
+    sorted
 }
 
 /// Prefixes a field path with the batch entry it belongs to.

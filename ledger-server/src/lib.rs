@@ -2,6 +2,7 @@
 //! pieces of the `ledgerd` command line.
 #![warn(clippy::unwrap_used)]
 
+pub mod admin;
 pub mod audit;
 pub mod config;
 pub mod ledger;

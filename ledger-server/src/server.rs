@@ -1,6 +1,7 @@
 //! Wiring: open the store, start the writer, make sure the default program
 //! exists, and serve gRPC until told to stop.
 
+use crate::admin::AdminService;
 use crate::audit::AuditService;
 use crate::ledger::LedgerService;
 use crate::pb;
@@ -192,6 +193,7 @@ impl Bound {
         )?);
         let ledger =
             LedgerService::new(store.clone(), writer.handle(), views.clone(), clock.clone());
+        let admin = AdminService::new(store.clone(), writer.handle(), views.clone());
         let scheduler = Scheduler::new(store.clone(), writer.handle(), clock);
         let scheduler = tokio::spawn(scheduler.run(SCHEDULER_INTERVAL, stopping_rx));
         // Serving once the views have caught up with the log as it was at
@@ -208,6 +210,9 @@ impl Bound {
                     .await;
                 health
                     .set_serving::<pb::ledger_server::LedgerServer<LedgerService>>()
+                    .await;
+                health
+                    .set_serving::<pb::admin_server::AdminServer<AdminService>>()
                     .await;
             })
         };
@@ -229,6 +234,7 @@ impl Bound {
             .add_service(reflection_v1alpha)
             .add_service(pb::audit_server::AuditServer::new(audit))
             .add_service(pb::ledger_server::LedgerServer::new(ledger))
+            .add_service(pb::admin_server::AdminServer::new(admin))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown.await;
                 // Ends open subscriptions and the scheduler; their receivers

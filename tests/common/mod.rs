@@ -11,6 +11,20 @@ use std::sync::Arc;
 
 pub mod ledger;
 
+/// The real time when first asked, fixed for the rest of the process. Tests
+/// of the server (whose scheduler runs on the real clock) date commands
+/// now, so their due work (pending points, expiry) lies a month or more
+/// ahead and nothing scheduled changes a member while a test looks at it.
+pub fn wall_clock_us() -> i64 {
+    static NOW_US: std::sync::LazyLock<i64> = std::sync::LazyLock::new(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_micros() as i64
+    });
+    *NOW_US
+}
+
 /// 2026-01-01T00:00:00Z, where test clocks start.
 pub const T0_US: i64 = 1_767_225_600_000_000;
 

@@ -363,6 +363,36 @@ impl Store {
         Ok(out)
     }
 
+    /// The programs that have a stream, in id order.
+    pub fn program_ids(&self) -> Result<Vec<ProgramId>, StoreError> {
+        const PREFIX: &[u8] = b"program/";
+        let mut ids: Vec<ProgramId> = Vec::new();
+        let mut iter = self.db.raw_iterator_cf(self.cf(CF_STREAM_INDEX));
+        iter.seek(PREFIX);
+        while let Some(key) = iter.key() {
+            let Some(rest) = key.strip_prefix(PREFIX) else {
+                break;
+            };
+            let end = rest
+                .iter()
+                .position(|byte| *byte == 0)
+                .unwrap_or(rest.len());
+            let id = String::from_utf8_lossy(&rest[..end]).into_owned();
+            let id = ProgramId::parse("program_id", &id).map_err(|error| StoreError::Corrupt {
+                position: 0,
+                reason: format!("stream index names a bad program: {error}"),
+            })?;
+            // Skip the rest of this program's entries: `name || 0x01` sorts
+            // after every `name || 0x00 || version`.
+            let mut next = key[..PREFIX.len() + end].to_vec();
+            next.push(1);
+            ids.push(id);
+            iter.seek(&next);
+        }
+        iter.status()?;
+        Ok(ids)
+    }
+
     /// Reads the records of `stream` from `from_version` (at most `max`).
     pub fn read_stream(
         &self,
