@@ -631,10 +631,18 @@ async fn bad_input_is_refused_with_its_code_and_field() {
     server.stop().await;
 }
 
+/// The rules of the README's DefineProgram example, field for field.
 fn bakery_rules() -> ledger_core::pb::ProgramRules {
-    let mut rules = ledger_core::domain::ProgramRules::basic("EUR");
-    rules.name = "Bakery".into();
-    ledger_core::pb::ProgramRules::from(&rules)
+    ledger_core::pb::ProgramRules {
+        name: "Bakery".into(),
+        currency: "EUR".into(),
+        earn_rate_bps: 10_000,
+        rounding: ledger_core::pb::Rounding::Floor as i32,
+        point_value_minor_units: 1,
+        point_value_per_points: 1,
+        return_policy: ledger_core::pb::ShortfallPolicy::Forfeit as i32,
+        ..Default::default()
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
