@@ -5,6 +5,7 @@
 pub mod admin;
 pub mod audit;
 pub mod config;
+pub mod export;
 pub mod ledger;
 pub mod server;
 pub mod status;

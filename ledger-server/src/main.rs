@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use ledger_core::store::{Store, VerifyOutcome};
 use ledger_server::config::{self, FileConfig};
+use ledger_server::export::{Format, Selection, parse_time};
 use ledger_server::server::{Bound, ServeOptions};
 use projections::ViewError;
 use projections::runtime::{ViewKind, rebuild_offline};
@@ -58,6 +59,32 @@ enum Commands {
         #[arg(long)]
         projection: Option<String>,
     },
+    /// Export the log with each record's stored bytes (base64) and chain
+    /// hash, by position and/or business time. Works beside a running
+    /// server (it opens the store read-only).
+    Export {
+        /// Data directory [default: points-ledger under the user's data dir].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// jsonl (one JSON object per line) or csv.
+        #[arg(long, value_enum)]
+        format: Format,
+        /// Output file [default: standard output].
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// First position.
+        #[arg(long, default_value_t = 1)]
+        from_position: u64,
+        /// Last position [default: the head].
+        #[arg(long)]
+        to_position: Option<u64>,
+        /// Only records whose business time is at or after this (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only records whose business time is before this (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -76,6 +103,23 @@ fn main() -> ExitCode {
             config,
         } => serve(data_dir, listen, config),
         Commands::Verify { data_dir } => verify(data_dir.unwrap_or_else(config::default_data_dir)),
+        Commands::Export {
+            data_dir,
+            format,
+            output,
+            from_position,
+            to_position,
+            from,
+            to,
+        } => export(
+            data_dir.unwrap_or_else(config::default_data_dir),
+            format,
+            output,
+            from_position,
+            to_position,
+            from.as_deref(),
+            to.as_deref(),
+        ),
         Commands::Rebuild {
             data_dir,
             projection,
@@ -219,5 +263,42 @@ fn rebuild(data_dir: PathBuf, projection: Option<&str>) -> anyhow::Result<ExitCo
             Err(other) => return Err(other.into()),
         }
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(
+    data_dir: PathBuf,
+    format: Format,
+    output: Option<PathBuf>,
+    from_position: u64,
+    to_position: Option<u64>,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let selection = Selection {
+        from_position,
+        to_position,
+        from_us: from.map(|text| parse_time("--from", text)).transpose()?,
+        to_us: to.map(|text| parse_time("--to", text)).transpose()?,
+    };
+    let store = Store::open_read_only(&data_dir)
+        .with_context(|| format!("opening {} read-only", data_dir.display()))?;
+    let mut out: Box<dyn std::io::Write> = match &output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let bar = ProgressBar::new(0);
+    bar.set_style(ProgressStyle::with_template(
+        "export {bar:40} {pos}/{len} positions  {per_sec}  eta {eta}",
+    )?);
+    let written =
+        ledger_server::export::export(&store, format, selection, &mut out, |done, last| {
+            bar.set_length(last);
+            bar.set_position(done);
+        })?;
+    bar.finish_and_clear();
+    eprintln!("exported {written} records");
     Ok(ExitCode::SUCCESS)
 }
