@@ -92,7 +92,7 @@ fn event_name(record: &ledger_core::pb::EventRecord) -> &'static str {
 }
 
 enum Sink<'a> {
-    Csv(csv::Writer<&'a mut dyn Write>),
+    Csv(Box<csv::Writer<&'a mut dyn Write>>),
     Json(&'a mut dyn Write),
 }
 
@@ -108,7 +108,7 @@ pub fn export(
     let head = store.head()?.position;
     let last = selection.to_position.map_or(head, |to| to.min(head));
     let mut sink = match format {
-        Format::Csv => Sink::Csv(csv::Writer::from_writer(out)),
+        Format::Csv => Sink::Csv(Box::new(csv::Writer::from_writer(out))),
         Format::Jsonl => Sink::Json(out),
     };
     let mut written = 0u64;
