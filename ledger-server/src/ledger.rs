@@ -303,6 +303,9 @@ fn balance_to_wire(balance: &balance::BalanceAsOf) -> pb::Balance {
 impl LedgerService {
     /// Runs one parsed command (or its dry run) and builds its answer.
     async fn run(&self, parsed: Parsed) -> Result<pb::CommandResponse, Status> {
+        let span = tracing::Span::current();
+        span.record("program", parsed.envelope.program_id.as_str());
+        span.record("member", parsed.member_id.as_str());
         self.writer
             .check(&parsed.envelope)
             .map_err(|error| status::invalid_field(&error))?;
@@ -360,6 +363,12 @@ impl LedgerService {
         })
         .await
         .map_err(|error| Status::unavailable(error.to_string()))??;
+        tracing::Span::current().record("position", last);
+        tracing::debug!(
+            position = last,
+            events = appended.event_count,
+            "command appended"
+        );
         Ok(pb::CommandResponse {
             position: last,
             first_position: appended.first_position,

@@ -229,6 +229,17 @@ impl Bound {
             "serving plaintext without tokens: loopback only"
         );
         tonic::transport::Server::builder()
+            // One span per call; the Ledger service records the program,
+            // member and position in it.
+            .trace_fn(|request| {
+                tracing::info_span!(
+                    "call",
+                    method = %request.uri().path(),
+                    program = tracing::field::Empty,
+                    member = tracing::field::Empty,
+                    position = tracing::field::Empty,
+                )
+            })
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

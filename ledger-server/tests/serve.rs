@@ -7,7 +7,9 @@
 //! award points as fast as they can; after 200 acknowledgements send
 //! SIGTERM; let every client call finish; then open the data directory and
 //! check each acknowledged command at the position it was told, and both
-//! views' checkpoints at the head.
+//! views' checkpoints at the head. The server logs JSON (`--log-format
+//! json`): every line must parse, and commands carry their call span with
+//! program, member and position.
 
 use ledger_core::store::Store;
 use ledger_server::ledger::timestamp;
@@ -46,10 +48,16 @@ fn wait_for_lines(
 async fn sigterm_answers_every_caller_and_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut child = Command::new(env!("CARGO_BIN_EXE_ledgerd"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "--log-format",
+            "json",
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
         .arg(dir.path())
-        .env("RUST_LOG", "info")
-        .env("NO_COLOR", "1")
+        .env("RUST_LOG", "info,ledger_server=debug")
         .stderr(Stdio::piped())
         .spawn()
         .expect("start ledgerd");
@@ -57,9 +65,9 @@ async fn sigterm_answers_every_caller_and_loses_nothing() {
     // The two lines come in either order: the views may catch up before the
     // listener is announced.
     let seen = wait_for_lines(&mut lines, &["serving plaintext", "views caught up"]);
-    let addr = seen[0]
-        .split_whitespace()
-        .find_map(|word| word.strip_prefix("addr="))
+    let serving: serde_json::Value = serde_json::from_str(&seen[0]).expect("a JSON log line");
+    let addr = serving["fields"]["addr"]
+        .as_str()
         .expect("the log names the address")
         .to_owned();
     // Keep draining the log so the child never blocks on a full pipe.
@@ -123,6 +131,23 @@ async fn sigterm_answers_every_caller_and_loses_nothing() {
     assert!(
         log.iter().any(|line| line.contains("view flushed")),
         "{}",
+        log.join("\n")
+    );
+    // Every log line is JSON, and a command's line carries its call span
+    // with the program, member and position.
+    let lines: Vec<serde_json::Value> = log
+        .iter()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    assert!(
+        lines.iter().any(|line| {
+            let span = &line["span"];
+            span["name"] == "call"
+                && span["program"] == "default"
+                && span["member"].as_str().is_some_and(|m| m.starts_with('m'))
+                && span["position"].as_u64().is_some()
+        }),
+        "no command line with its span: {}",
         log.join("\n")
     );
 
