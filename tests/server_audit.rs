@@ -54,6 +54,7 @@ async fn start() -> (tempfile::TempDir, std::net::SocketAddr, Bound) {
     let options = ServeOptions {
         data_dir: dir.path().join("data"),
         listen: "127.0.0.1:0".parse().expect("addr"),
+        tokens: vec![],
     };
     let bound = Bound::open(&options).await.expect("server opens");
     let addr = bound.local_addr().expect("bound");
@@ -339,6 +340,7 @@ async fn a_restarted_server_keeps_its_default_program() {
     let options = ServeOptions {
         data_dir: dir.path().join("data"),
         listen: "127.0.0.1:0".parse().expect("addr"),
+        tokens: vec![],
     };
     for start in 0..2 {
         let bound = Bound::open(&options)

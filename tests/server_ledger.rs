@@ -4,7 +4,10 @@
 //! runs that write nothing; batches where one bad command fails alone;
 //! concurrent redeems that never overdraw; every kind of bad input
 //! answered with its documented code and the field named, never INTERNAL;
-//! and the Admin service: programs, rules, view status and online rebuild.
+//! the Admin service: programs, rules, view status and online rebuild; and
+//! bearer tokens: no token or an unknown one is UNAUTHENTICATED, a role
+//! without the right PERMISSION_DENIED, and the token's name is the
+//! principal of the events it writes.
 //!
 //! Method: the server in-process on 127.0.0.1 port 0 (default program:
 //! USD, 1 point per dollar, purchase points pending 30 days, tiers Member,
@@ -12,9 +15,11 @@
 
 mod common;
 
+use ledger_server::config::{Role, TokenConfig};
 use ledger_server::ledger::timestamp;
 use ledger_server::pb;
 use ledger_server::pb::admin_client::AdminClient;
+use ledger_server::pb::audit_client::AuditClient;
 use ledger_server::pb::ledger_client::LedgerClient;
 use ledger_server::server::{Bound, DEFAULT_PROGRAM_ID, ServeOptions};
 use tonic::Code;
@@ -23,6 +28,7 @@ use tonic_types::StatusExt;
 
 struct Server {
     _dir: tempfile::TempDir,
+    channel: Channel,
     client: LedgerClient<Channel>,
     admin: AdminClient<Channel>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
@@ -31,10 +37,15 @@ struct Server {
 
 impl Server {
     async fn start() -> Server {
+        Server::start_with(vec![]).await
+    }
+
+    async fn start_with(tokens: Vec<TokenConfig>) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
         let options = ServeOptions {
             data_dir: dir.path().join("data"),
             listen: "127.0.0.1:0".parse().expect("addr"),
+            tokens,
         };
         let bound = Bound::open(&options).await.expect("server opens");
         let addr = bound.local_addr().expect("bound");
@@ -49,6 +60,7 @@ impl Server {
             .expect("connect");
         Server {
             _dir: dir,
+            channel: channel.clone(),
             client: LedgerClient::new(channel.clone()),
             admin: AdminClient::new(channel),
             stop: Some(stop),
@@ -824,5 +836,123 @@ async fn views_report_their_status_and_rebuild_online() {
             .field,
         "name"
     );
+    server.stop().await;
+}
+
+fn token(name: &str, role: Role) -> TokenConfig {
+    TokenConfig {
+        name: name.into(),
+        token: format!("{name}-secret-0123456789"),
+        role,
+    }
+}
+
+/// Adds `authorization: Bearer <name>-secret-...` to every call.
+fn bearer(
+    name: &str,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    let value: tonic::metadata::MetadataValue<_> = format!("Bearer {name}-secret-0123456789")
+        .parse()
+        .expect("header value");
+    move |mut request: tonic::Request<()>| {
+        request
+            .metadata_mut()
+            .insert("authorization", value.clone());
+        Ok(request)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_decide_who_may_call_what_and_name_the_principal() {
+    let server = Server::start_with(vec![
+        token("checkout", Role::Writer),
+        token("crm", Role::Reader),
+        token("audit", Role::Auditor),
+        token("ops", Role::Admin),
+    ])
+    .await;
+    let get = || pb::GetBalanceRequest {
+        program_id: DEFAULT_PROGRAM_ID.into(),
+        member_id: "fay".into(),
+        min_position: 0,
+    };
+    let mut anonymous = server.client.clone();
+    let status = anonymous.get_balance(get()).await.expect_err("no token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+    let mut stranger = LedgerClient::with_interceptor(server.channel.clone(), bearer("stranger"));
+    let status = stranger
+        .get_balance(get())
+        .await
+        .expect_err("unknown token");
+    assert_eq!(status.code(), Code::Unauthenticated);
+
+    let mut writer = LedgerClient::with_interceptor(server.channel.clone(), bearer("checkout"));
+    let written = writer
+        .award_points(award("fay", "t1", 40))
+        .await
+        .expect("a writer writes")
+        .into_inner();
+    let mut reader = LedgerClient::with_interceptor(server.channel.clone(), bearer("crm"));
+    let status = reader
+        .award_points(award("fay", "t2", 1))
+        .await
+        .expect_err("a reader cannot write");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let read = reader
+        .get_balance(get())
+        .await
+        .expect("a reader reads")
+        .into_inner();
+    assert_eq!(read.balance.expect("balance").balance, 40);
+    let mut writer_admin =
+        AdminClient::with_interceptor(server.channel.clone(), bearer("checkout"));
+    let status = writer_admin
+        .list_programs(pb::ListProgramsRequest {})
+        .await
+        .expect_err("a writer is no admin");
+    assert_eq!(status.code(), Code::PermissionDenied);
+    let mut ops = AdminClient::with_interceptor(server.channel.clone(), bearer("ops"));
+    ops.list_programs(pb::ListProgramsRequest {})
+        .await
+        .expect("an admin may");
+    let mut writer_audit =
+        AuditClient::with_interceptor(server.channel.clone(), bearer("checkout"));
+    let status = writer_audit
+        .get_head(pb::GetHeadRequest {})
+        .await
+        .expect_err("a writer is no auditor");
+    assert_eq!(status.code(), Code::PermissionDenied);
+
+    // The auditor reads the award's record: its principal is the token's name.
+    let mut auditor = AuditClient::with_interceptor(server.channel.clone(), bearer("audit"));
+    let mut records = auditor
+        .read_all(pb::ReadAllRequest {
+            from_position: written.first_position,
+            to_position: written.position,
+        })
+        .await
+        .expect("an auditor audits")
+        .into_inner();
+    let mut principals = Vec::new();
+    while let Some(record) = records.message().await.expect("stream") {
+        use prost::Message as _;
+        let decoded =
+            ledger_core::pb::EventRecord::decode(record.record.as_slice()).expect("decodes");
+        principals.push(decoded.principal);
+    }
+    assert!(!principals.is_empty());
+    assert!(
+        principals.iter().all(|principal| principal == "checkout"),
+        "{principals:?}"
+    );
+
+    // Health stays open.
+    let mut health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone());
+    health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: String::new(),
+        })
+        .await
+        .expect("health needs no token");
     server.stop().await;
 }

@@ -1,7 +1,8 @@
 //! The Admin service: program definitions and rules changes through the
 //! writer, program reads from the log, and the views' status and rebuild.
 
-use crate::ledger::{ANONYMOUS_PRINCIPAL, sorted_metadata, timestamp, timestamp_us};
+use crate::auth;
+use crate::ledger::{sorted_metadata, timestamp, timestamp_us};
 use crate::pb;
 use crate::status;
 use ledger_core::domain::{ProgramCommand, ProgramRules};
@@ -36,6 +37,7 @@ impl AdminService {
     #[allow(clippy::too_many_arguments)]
     async fn program_command(
         &self,
+        principal: String,
         program_id: &str,
         idempotency_key: &str,
         occurred_at: Option<&prost_types::Timestamp>,
@@ -61,7 +63,7 @@ impl AdminService {
             idempotency_key: IdempotencyKey::parse("idempotency_key", idempotency_key)
                 .map_err(invalid)?,
             occurred_at_us: timestamp_us("occurred_at", occurred_at).map_err(invalid)?,
-            principal: ANONYMOUS_PRINCIPAL.into(),
+            principal,
             metadata: sorted_metadata(metadata),
             expected_version,
             command: LedgerCommand::Program(command(rules)),
@@ -179,6 +181,7 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::ProgramResponse>, Status> {
         let r = request.get_ref();
         self.program_command(
+            auth::principal(&request),
             &r.program_id,
             &r.idempotency_key,
             r.occurred_at.as_ref(),
@@ -197,6 +200,7 @@ impl pb::admin_server::Admin for AdminService {
     ) -> Result<Response<pb::ProgramResponse>, Status> {
         let r = request.get_ref();
         self.program_command(
+            auth::principal(&request),
             &r.program_id,
             &r.idempotency_key,
             r.occurred_at.as_ref(),

@@ -15,6 +15,36 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
+    /// Bearer tokens and their roles (`[[tokens]]`). With none, calls need
+    /// no token, which only loopback serving allows.
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+/// One bearer token (`[[tokens]]` in the config file).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// Who holds it: recorded as the principal of every event it writes.
+    pub name: String,
+    /// The secret sent as `authorization: Bearer <token>`.
+    pub token: String,
+    /// What it may call.
+    pub role: Role,
+}
+
+/// What a token may call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Ledger commands and queries.
+    Writer,
+    /// Ledger queries and Reports.
+    Reader,
+    /// Audit and Ledger queries.
+    Auditor,
+    /// Everything.
+    Admin,
 }
 
 impl FileConfig {
@@ -35,15 +65,30 @@ pub fn default_data_dir() -> PathBuf {
         .join("points-ledger")
 }
 
-/// Plain, token-less serving is allowed on loopback only. TLS and bearer
-/// tokens are not built yet, so any other address is refused.
-pub fn check_listen(listen: SocketAddr) -> anyhow::Result<()> {
-    if listen.ip().is_loopback() {
+/// Plain, token-less serving is allowed on loopback only; any other address
+/// needs TLS and bearer tokens. Token names and secrets must be unique and
+/// not empty.
+pub fn check_listen(listen: SocketAddr, tls: bool, tokens: &[TokenConfig]) -> anyhow::Result<()> {
+    for (index, token) in tokens.iter().enumerate() {
+        if token.name.trim().is_empty() || token.token.len() < 16 {
+            anyhow::bail!(
+                "tokens[{index}]: a token needs a name and a secret of at least 16 characters"
+            );
+        }
+        let clash = tokens
+            .iter()
+            .take(index)
+            .any(|earlier| earlier.name == token.name || earlier.token == token.token);
+        if clash {
+            anyhow::bail!("tokens[{index}]: its name or secret is already used by another token");
+        }
+    }
+    if listen.ip().is_loopback() || (tls && !tokens.is_empty()) {
         return Ok(());
     }
     anyhow::bail!(
-        "refusing to listen on {listen}: without TLS and bearer tokens ledgerd serves on \
-         loopback only (127.0.0.1 or ::1)"
+        "refusing to listen on {listen}: off loopback ledgerd needs TLS ([tls] in the config) \
+         and bearer tokens ([[tokens]]); without them it serves on 127.0.0.1 or ::1 only"
     )
 }
 
@@ -53,10 +98,30 @@ mod tests {
 
     #[test]
     fn non_loopback_addresses_are_refused() {
-        assert!(check_listen("127.0.0.1:50051".parse().expect("addr")).is_ok());
-        assert!(check_listen("[::1]:50051".parse().expect("addr")).is_ok());
-        let refused = check_listen("0.0.0.0:50051".parse().expect("addr")).expect_err("refused");
+        let token = TokenConfig {
+            name: "checkout".into(),
+            token: "0123456789abcdef".into(),
+            role: Role::Writer,
+        };
+        let any: SocketAddr = "0.0.0.0:50051".parse().expect("addr");
+        assert!(check_listen("127.0.0.1:50051".parse().expect("addr"), false, &[]).is_ok());
+        assert!(check_listen("[::1]:50051".parse().expect("addr"), false, &[]).is_ok());
+        let refused = check_listen(any, false, &[]).expect_err("refused");
         assert!(refused.to_string().contains("loopback"));
+        assert!(check_listen(any, true, &[]).is_err(), "TLS without tokens");
+        assert!(
+            check_listen(any, false, std::slice::from_ref(&token)).is_err(),
+            "tokens without TLS"
+        );
+        assert!(check_listen(any, true, std::slice::from_ref(&token)).is_ok());
+        let short = TokenConfig {
+            token: "short".into(),
+            ..token.clone()
+        };
+        let error = check_listen(any, true, &[short]).expect_err("short secret");
+        assert!(error.to_string().contains("tokens[0]"));
+        let twice = check_listen(any, true, &[token.clone(), token]).expect_err("duplicate");
+        assert!(twice.to_string().contains("tokens[1]"));
     }
 
     #[test]

@@ -8,6 +8,7 @@
 //! command (it says which position it reflects). `dry_run` decides against
 //! the durable state and writes nothing.
 
+use crate::auth;
 use crate::pb;
 use crate::status;
 use ledger_core::clock::Clock;
@@ -28,9 +29,6 @@ use tonic::{Request, Response, Status};
 /// How long a query waits for `min_position`, and a command's answer for
 /// the balance view to reflect it, before answering from the view as it is.
 pub const VIEW_WAIT: Duration = Duration::from_secs(5);
-
-/// Who the events are recorded as coming from until bearer tokens exist.
-pub const ANONYMOUS_PRINCIPAL: &str = "anonymous";
 
 /// The Ledger service.
 pub struct LedgerService {
@@ -250,7 +248,7 @@ struct Parsed {
     dry_run: bool,
 }
 
-fn parse(request: &dyn CommandRequest) -> Result<Parsed, FieldError> {
+fn parse(request: &dyn CommandRequest, principal: &str) -> Result<Parsed, FieldError> {
     let common = request.common();
     let program_id = ProgramId::parse("program_id", common.program_id)?;
     let member_id = MemberId::parse("member_id", common.member_id)?;
@@ -263,7 +261,7 @@ fn parse(request: &dyn CommandRequest) -> Result<Parsed, FieldError> {
             program_id,
             idempotency_key,
             occurred_at_us,
-            principal: ANONYMOUS_PRINCIPAL.into(),
+            principal: principal.to_owned(),
             metadata,
             expected_version: common.expected_version,
             command,
@@ -380,11 +378,13 @@ impl LedgerService {
         })
     }
 
-    async fn command(
+    async fn command<R: CommandRequest>(
         &self,
-        request: &dyn CommandRequest,
+        request: &Request<R>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        let parsed = parse(request).map_err(|error| status::invalid_field(&error))?;
+        auth::require(request, auth::Access::Command)?;
+        let parsed = parse(request.get_ref(), &auth::principal(request))
+            .map_err(|error| status::invalid_field(&error))?;
         self.run(parsed).await.map(Response::new)
     }
 
@@ -446,62 +446,64 @@ impl pb::ledger_server::Ledger for LedgerService {
         &self,
         request: Request<pb::EnrollRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.command(request.get_ref()).await
+        self.command(&request).await
     }
 
     async fn record_purchase(
         &self,
         request: Request<pb::RecordPurchaseRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.command(request.get_ref()).await
+        self.command(&request).await
     }
 
     async fn award_points(
         &self,
         request: Request<pb::AwardPointsRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.command(request.get_ref()).await
+        self.command(&request).await
     }
 
     async fn redeem(
         &self,
         request: Request<pb::RedeemRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.command(request.get_ref()).await
+        self.command(&request).await
     }
 
     async fn cancel_redemption(
         &self,
         request: Request<pb::CancelRedemptionRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.command(request.get_ref()).await
+        self.command(&request).await
     }
 
     async fn record_return(
         &self,
         request: Request<pb::RecordReturnRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.command(request.get_ref()).await
+        self.command(&request).await
     }
 
     async fn adjust_points(
         &self,
         request: Request<pb::AdjustPointsRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.command(request.get_ref()).await
+        self.command(&request).await
     }
 
     async fn transfer_points(
         &self,
         request: Request<pb::TransferPointsRequest>,
     ) -> Result<Response<pb::CommandResponse>, Status> {
-        self.command(request.get_ref()).await
+        self.command(&request).await
     }
 
     async fn submit_batch(
         &self,
         request: Request<pb::SubmitBatchRequest>,
     ) -> Result<Response<pb::SubmitBatchResponse>, Status> {
+        auth::require(&request, auth::Access::Command)?;
+        let principal = auth::principal(&request);
         let commands = &request.get_ref().commands;
         if commands.len() > SUBMIT_BATCH_COMMANDS_MAX {
             return Err(status::invalid_field(&FieldError::new(
@@ -522,7 +524,9 @@ impl pb::ledger_server::Ledger for LedgerService {
                 .ok_or_else(|| {
                     FieldError::new(format!("commands[{index}].command"), FieldReason::Missing)
                 })
-                .and_then(|request| parse(request).map_err(|error| in_batch(index, error)))
+                .and_then(|request| {
+                    parse(request, &principal).map_err(|error| in_batch(index, error))
+                })
                 .and_then(|parsed| {
                     self.writer
                         .check(&parsed.envelope)

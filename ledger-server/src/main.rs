@@ -165,6 +165,7 @@ fn serve(
             .or(file.data_dir)
             .unwrap_or_else(config::default_data_dir),
         listen: listen.or(file.listen).unwrap_or(default_listen),
+        tokens: file.tokens,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

@@ -3,6 +3,8 @@
 
 use crate::admin::AdminService;
 use crate::audit::AuditService;
+use crate::auth::{Access, Auth};
+use crate::config::TokenConfig;
 use crate::ledger::LedgerService;
 use crate::pb;
 use anyhow::Context;
@@ -35,6 +37,8 @@ pub struct ServeOptions {
     pub data_dir: PathBuf,
     /// Address to listen on (port 0 picks a free one).
     pub listen: SocketAddr,
+    /// Bearer tokens; none = no token needed (loopback only).
+    pub tokens: Vec<TokenConfig>,
 }
 
 /// How often the scheduler looks for due work (maturing, expiry, tier
@@ -127,13 +131,14 @@ pub struct Bound {
     store: Store,
     writer: Writer<LedgerCommand>,
     clock: Arc<dyn Clock>,
+    auth: Auth,
 }
 
 impl Bound {
     /// Opens the store, starts the writer, defines the default program if
     /// needed and binds the listener.
     pub async fn open(options: &ServeOptions) -> anyhow::Result<Bound> {
-        crate::config::check_listen(options.listen)?;
+        crate::config::check_listen(options.listen, false, &options.tokens)?;
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("creating data directory {}", options.data_dir.display()))?;
         let store = Store::open(&options.data_dir)
@@ -153,6 +158,7 @@ impl Bound {
                 store,
                 writer,
                 clock,
+                auth: Auth::new(&options.tokens),
             }),
             Err(error) => {
                 // Stop the writer's threads before the store closes, so a
@@ -181,6 +187,7 @@ impl Bound {
             store,
             writer,
             clock,
+            auth,
         } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
@@ -224,10 +231,18 @@ impl Bound {
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
-        tracing::info!(
-            addr = %listener.local_addr()?,
-            "serving plaintext without tokens: loopback only"
-        );
+        if auth.enabled() {
+            tracing::info!(addr = %listener.local_addr()?, "serving plaintext with bearer tokens");
+        } else {
+            tracing::info!(
+                addr = %listener.local_addr()?,
+                "serving plaintext without tokens: loopback only"
+            );
+        }
+        let check = |auth: &Auth, access: Access| {
+            let auth = auth.clone();
+            move |request| auth.check(request, access)
+        };
         tonic::transport::Server::builder()
             // One span per call; the Ledger service records the program,
             // member and position in it.
@@ -243,9 +258,18 @@ impl Bound {
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .add_service(pb::audit_server::AuditServer::new(audit))
-            .add_service(pb::ledger_server::LedgerServer::new(ledger))
-            .add_service(pb::admin_server::AdminServer::new(admin))
+            .add_service(pb::audit_server::AuditServer::with_interceptor(
+                audit,
+                check(&auth, Access::Audit),
+            ))
+            .add_service(pb::ledger_server::LedgerServer::with_interceptor(
+                ledger,
+                check(&auth, Access::Query),
+            ))
+            .add_service(pb::admin_server::AdminServer::with_interceptor(
+                admin,
+                check(&auth, Access::Admin),
+            ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
                 shutdown.await;
                 // Ends open subscriptions and the scheduler; their receivers
