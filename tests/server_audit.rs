@@ -55,6 +55,7 @@ async fn start() -> (tempfile::TempDir, std::net::SocketAddr, Bound) {
         data_dir: dir.path().join("data"),
         listen: "127.0.0.1:0".parse().expect("addr"),
         tokens: vec![],
+        tls: None,
     };
     let bound = Bound::open(&options).await.expect("server opens");
     let addr = bound.local_addr().expect("bound");
@@ -341,6 +342,7 @@ async fn a_restarted_server_keeps_its_default_program() {
         data_dir: dir.path().join("data"),
         listen: "127.0.0.1:0".parse().expect("addr"),
         tokens: vec![],
+        tls: None,
     };
     for start in 0..2 {
         let bound = Bound::open(&options)

@@ -46,6 +46,7 @@ impl Server {
             data_dir: dir.path().join("data"),
             listen: "127.0.0.1:0".parse().expect("addr"),
             tokens,
+            tls: None,
         };
         let bound = Bound::open(&options).await.expect("server opens");
         let addr = bound.local_addr().expect("bound");

@@ -19,6 +19,45 @@ pub struct FileConfig {
     /// no token, which only loopback serving allows.
     #[serde(default)]
     pub tokens: Vec<TokenConfig>,
+    /// TLS (`[tls]`); without it the server speaks plaintext.
+    pub tls: Option<TlsConfig>,
+}
+
+/// TLS settings (`[tls]` in the config file). Paths are PEM files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The server's certificate chain.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// When set, clients must present a certificate signed by this CA
+    /// (mutual TLS).
+    pub client_ca: Option<PathBuf>,
+}
+
+impl TlsConfig {
+    /// The tonic server TLS settings, reading the files and naming any that
+    /// cannot be read.
+    pub fn server_config(&self) -> anyhow::Result<tonic::transport::ServerTlsConfig> {
+        let read = |what: &str, path: &Path| {
+            std::fs::read(path).map_err(|error| {
+                anyhow::anyhow!("tls.{what}: cannot read {}: {error}", path.display())
+            })
+        };
+        let identity = tonic::transport::Identity::from_pem(
+            read("cert", &self.cert)?,
+            read("key", &self.key)?,
+        );
+        let mut config = tonic::transport::ServerTlsConfig::new().identity(identity);
+        if let Some(client_ca) = &self.client_ca {
+            config = config.client_ca_root(tonic::transport::Certificate::from_pem(read(
+                "client_ca",
+                client_ca,
+            )?));
+        }
+        Ok(config)
+    }
 }
 
 /// One bearer token (`[[tokens]]` in the config file).

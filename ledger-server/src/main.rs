@@ -166,6 +166,7 @@ fn serve(
             .unwrap_or_else(config::default_data_dir),
         listen: listen.or(file.listen).unwrap_or(default_listen),
         tokens: file.tokens,
+        tls: file.tls,
     };
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {

@@ -4,7 +4,7 @@
 use crate::admin::AdminService;
 use crate::audit::AuditService;
 use crate::auth::{Access, Auth};
-use crate::config::TokenConfig;
+use crate::config::{TlsConfig, TokenConfig};
 use crate::ledger::LedgerService;
 use crate::pb;
 use anyhow::Context;
@@ -39,6 +39,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// Bearer tokens; none = no token needed (loopback only).
     pub tokens: Vec<TokenConfig>,
+    /// TLS; none = plaintext.
+    pub tls: Option<TlsConfig>,
 }
 
 /// How often the scheduler looks for due work (maturing, expiry, tier
@@ -132,13 +134,19 @@ pub struct Bound {
     writer: Writer<LedgerCommand>,
     clock: Arc<dyn Clock>,
     auth: Auth,
+    tls: Option<tonic::transport::ServerTlsConfig>,
 }
 
 impl Bound {
     /// Opens the store, starts the writer, defines the default program if
     /// needed and binds the listener.
     pub async fn open(options: &ServeOptions) -> anyhow::Result<Bound> {
-        crate::config::check_listen(options.listen, false, &options.tokens)?;
+        crate::config::check_listen(options.listen, options.tls.is_some(), &options.tokens)?;
+        let tls = options
+            .tls
+            .as_ref()
+            .map(TlsConfig::server_config)
+            .transpose()?;
         std::fs::create_dir_all(&options.data_dir)
             .with_context(|| format!("creating data directory {}", options.data_dir.display()))?;
         let store = Store::open(&options.data_dir)
@@ -159,6 +167,7 @@ impl Bound {
                 writer,
                 clock,
                 auth: Auth::new(&options.tokens),
+                tls,
             }),
             Err(error) => {
                 // Stop the writer's threads before the store closes, so a
@@ -188,6 +197,7 @@ impl Bound {
             writer,
             clock,
             auth,
+            tls,
         } = self;
         let (health, health_service) = tonic_health::server::health_reporter();
         let (stopping_tx, stopping_rx) = tokio::sync::watch::channel(false);
@@ -231,19 +241,24 @@ impl Bound {
             .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
             .build_v1alpha()?;
+        let transport = if tls.is_some() { "TLS" } else { "plaintext" };
         if auth.enabled() {
-            tracing::info!(addr = %listener.local_addr()?, "serving plaintext with bearer tokens");
+            tracing::info!(addr = %listener.local_addr()?, "serving {transport} with bearer tokens");
         } else {
             tracing::info!(
                 addr = %listener.local_addr()?,
-                "serving plaintext without tokens: loopback only"
+                "serving {transport} without tokens: loopback only"
             );
+        }
+        let mut builder = tonic::transport::Server::builder();
+        if let Some(tls) = tls {
+            builder = builder.tls_config(tls)?;
         }
         let check = |auth: &Auth, access: Access| {
             let auth = auth.clone();
             move |request| auth.check(request, access)
         };
-        tonic::transport::Server::builder()
+        builder
             // One span per call; the Ledger service records the program,
             // member and position in it.
             .trace_fn(|request| {
