@@ -14,7 +14,7 @@
 
 mod common;
 
-use common::{T0_US, award, envelope, member_stream, start_writer};
+use common::{T0_US, award, envelope, member_stream, next_random, start_writer};
 use ledger_core::clock::ManualClock;
 use ledger_core::error::CommandError;
 use ledger_core::store::{Store, VerifyOutcome};
@@ -98,14 +98,6 @@ fn child(dir: &std::path::Path, round: u64) {
             task.await.expect("child task");
         }
     });
-}
-
-/// xorshift64*: a seeded, dependency-free source of kill moments.
-fn next_random(state: &mut u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
 fn parent() {

@@ -241,14 +241,40 @@ async fn health_and_reflection_answer() {
         .await
         .expect("connect");
     let mut health = HealthClient::new(channel.clone());
-    let status = health
+    // The service is known from the start (NOT_SERVING until the views have
+    // caught up), and Watch reports its change to SERVING.
+    let first = health
         .check(tonic_health::pb::HealthCheckRequest {
             service: "pointsledger.v1.Audit".into(),
         })
         .await
-        .expect("health")
+        .expect("health knows the service from the start")
         .into_inner();
-    assert_eq!(status.status, ServingStatus::Serving as i32);
+    assert!(
+        [
+            ServingStatus::Serving as i32,
+            ServingStatus::NotServing as i32
+        ]
+        .contains(&first.status),
+        "{first:?}"
+    );
+    let mut changes = health
+        .watch(tonic_health::pb::HealthCheckRequest {
+            service: "pointsledger.v1.Audit".into(),
+        })
+        .await
+        .expect("health watch")
+        .into_inner();
+    loop {
+        let status = changes
+            .message()
+            .await
+            .expect("watch stream")
+            .expect("the server reports SERVING before the stream ends");
+        if status.status == ServingStatus::Serving as i32 {
+            break;
+        }
+    }
 
     // grpcurl and older tools ask v1alpha for the list of services.
     let mut reflection = ServerReflectionClient::new(channel.clone());
@@ -329,7 +355,16 @@ async fn health_and_reflection_answer() {
     assert!(answer.message_response.is_some());
 
     drop((health, reflection, v1));
+    // The health Watch stream is still open, as a load balancer's would be:
+    // it reports NOT_SERVING when the stop begins, and the stop completes
+    // anyway (the stream is closed after the grace period).
     stop_tx.send(()).expect("server running");
+    let status = changes
+        .message()
+        .await
+        .expect("watch stream")
+        .expect("a status on stopping");
+    assert_eq!(status.status, ServingStatus::NotServing as i32);
     server.await.expect("server task").expect("clean stop");
 }
 

@@ -649,6 +649,12 @@ async fn a_view_stops_at_an_event_it_cannot_fold_and_never_skips_it() {
     );
     let answer = balance::get_balance(&store, &program_id(), &member("ann")).expect("answer");
     assert_eq!(answer.position, bad.first_position - 1);
+    // Read-your-writes on a stopped view answers at once, from where it is.
+    let reached = runtime
+        .wait_for(ViewKind::Balance, 3, PATIENCE)
+        .await
+        .expect("wait");
+    assert_eq!(reached, bad.first_position - 1);
     // A rebuild fails at the same event; the old rows stay active.
     let rebuilt = runtime.rebuild(ViewKind::Balance).await;
     assert!(rebuilt.is_err(), "{rebuilt:?}");

@@ -14,8 +14,8 @@
 
 mod common;
 
-use common::T0_US;
 use common::ledger::{self, Client, award, member, program_id, purchase, redeem};
+use common::{T0_US, next_random};
 use ledger_core::clock::ManualClock;
 use ledger_core::domain::ProgramRules;
 use ledger_core::engine::load_member;
@@ -89,14 +89,6 @@ fn child(dir: &std::path::Path, round: u64) {
             task.await.expect("child task");
         }
     });
-}
-
-/// xorshift64*: a seeded, dependency-free source of kill moments.
-fn next_random(state: &mut u64) -> u64 {
-    *state ^= *state >> 12;
-    *state ^= *state << 25;
-    *state ^= *state >> 27;
-    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
 fn parent() {

@@ -47,6 +47,9 @@ pub struct ServeOptions {
 /// period ends). Work is recorded at its due time whatever the tick.
 pub const SCHEDULER_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long shutdown lets open calls finish before closing them.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// How long shutdown waits for the views to fold the last events.
 pub const VIEWS_FLUSH_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -212,9 +215,20 @@ impl Bound {
             LedgerService::new(store.clone(), writer.handle(), views.clone(), clock.clone());
         let admin = AdminService::new(store.clone(), writer.handle(), views.clone());
         let scheduler = Scheduler::new(store.clone(), writer.handle(), clock);
+        let mut stopping = stopping_rx.clone();
         let scheduler = tokio::spawn(scheduler.run(SCHEDULER_INTERVAL, stopping_rx));
         // Serving once the views have caught up with the log as it was at
-        // start; until then health says NOT_SERVING.
+        // start; until then health says NOT_SERVING (registered now, so a
+        // check before then is answered, not NOT_FOUND).
+        health
+            .set_not_serving::<pb::audit_server::AuditServer<AuditService>>()
+            .await;
+        health
+            .set_not_serving::<pb::ledger_server::LedgerServer<LedgerService>>()
+            .await;
+        health
+            .set_not_serving::<pb::admin_server::AdminServer<AdminService>>()
+            .await;
         let start_head = store.head()?.position;
         let ready = {
             let views = views.clone();
@@ -258,7 +272,7 @@ impl Bound {
             let auth = auth.clone();
             move |request| auth.check(request, access)
         };
-        builder
+        let serving = builder
             // One span per call; the Ledger service records the program,
             // member and position in it.
             .trace_fn(|request| {
@@ -285,13 +299,40 @@ impl Bound {
                 admin,
                 check(&auth, Access::Admin),
             ))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), async move {
-                shutdown.await;
-                // Ends open subscriptions and the scheduler; their receivers
-                // live inside the service, so the send cannot fail here.
-                let _ = stopping_tx.send(true);
-            })
-            .await?;
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), {
+                let health = health.clone();
+                async move {
+                    shutdown.await;
+                    health
+                        .set_not_serving::<pb::audit_server::AuditServer<AuditService>>()
+                        .await;
+                    health
+                        .set_not_serving::<pb::ledger_server::LedgerServer<LedgerService>>()
+                        .await;
+                    health
+                        .set_not_serving::<pb::admin_server::AdminServer<AdminService>>()
+                        .await;
+                    // Ends open subscriptions and the scheduler; their
+                    // receivers live inside the service, so the send cannot
+                    // fail here.
+                    let _ = stopping_tx.send(true);
+                }
+            });
+        // Unary calls finish within the grace period; a stream that never
+        // ends by itself (a client's health Watch) must not hold the
+        // shutdown forever, so it is closed when the period is over.
+        tokio::select! {
+            served = serving => served?,
+            () = async {
+                let _ = stopping.wait_for(|stopping| *stopping).await;
+                tokio::time::sleep(SHUTDOWN_GRACE).await;
+            } => {
+                tracing::warn!(
+                    grace_s = SHUTDOWN_GRACE.as_secs(),
+                    "streams still open after the grace period; closing them"
+                );
+            }
+        }
         tracing::info!("stopped accepting calls; draining the writer");
         if let Err(error) = scheduler.await {
             tracing::error!(%error, "the scheduler task failed");

@@ -589,9 +589,29 @@ impl Runtime {
             )));
         }
         let mut applied = slot.applied.subscribe();
-        // On timeout, or a view that cannot get there (stopped or failed),
-        // the answer comes from the rows as they stand.
-        let _ = tokio::time::timeout(timeout, applied.wait_for(|at| *at >= min_position)).await;
+        let report = lock(&slot.worker)
+            .as_ref()
+            .map(|worker| worker.report.clone());
+        // A view that cannot get there (failed, stopped, or not running)
+        // answers at once, like one that times out: from the rows as they
+        // stand, saying their position.
+        let halted = async move {
+            if let Some(mut report) = report {
+                let _ = report
+                    .wait_for(|report| {
+                        matches!(
+                            report.state,
+                            WorkerState::Failed { .. } | WorkerState::Stopped
+                        )
+                    })
+                    .await;
+            }
+        };
+        tokio::select! {
+            _ = applied.wait_for(|at| *at >= min_position) => {}
+            () = halted => {}
+            () = tokio::time::sleep(timeout) => {}
+        }
         Ok(*slot.applied.borrow())
     }
 

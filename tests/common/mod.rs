@@ -11,6 +11,15 @@ use std::sync::Arc;
 
 pub mod ledger;
 
+/// xorshift64*: a seeded, dependency-free source of kill moments for the
+/// crash tests.
+pub fn next_random(state: &mut u64) -> u64 {
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    state.wrapping_mul(0x2545_F491_4F6C_DD1D)
+}
+
 /// The real time when first asked, fixed for the rest of the process. Tests
 /// of the server (whose scheduler runs on the real clock) date commands
 /// now, so their due work (pending points, expiry) lies a month or more
