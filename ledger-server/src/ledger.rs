@@ -298,6 +298,18 @@ fn balance_to_wire(balance: &balance::BalanceAsOf) -> pb::Balance {
     }
 }
 
+/// A member's balance row as the answer's `Balance`, at the position of
+/// the member's last event.
+fn member_balance_to_wire(row: &balance::MemberBalance) -> pb::Balance {
+    pb::Balance {
+        balance: row.balance(),
+        available: row.available,
+        pending: row.pending,
+        debt: row.debt,
+        position: row.last_position,
+    }
+}
+
 impl LedgerService {
     /// Runs one parsed command (or its dry run) and builds its answer.
     async fn run(&self, parsed: Parsed) -> Result<pb::CommandResponse, Status> {
@@ -601,13 +613,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         let lifetime = row.lifetime;
         Ok(Response::new(pb::GetBalanceResponse {
             position: answer.position,
-            balance: Some(pb::Balance {
-                balance: row.balance(),
-                available: row.available,
-                pending: row.pending,
-                debt: row.debt,
-                position: row.last_position,
-            }),
+            balance: Some(member_balance_to_wire(&row)),
             lifetime: Some(pb::Lifetime {
                 earned: lifetime.earned,
                 awarded: lifetime.awarded,
@@ -655,13 +661,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         let status = tier_answer.value;
         Ok(Response::new(pb::GetMemberResponse {
             position: tier_answer.position,
-            balance: Some(pb::Balance {
-                balance: balance.balance(),
-                available: balance.available,
-                pending: balance.pending,
-                debt: balance.debt,
-                position: balance.last_position,
-            }),
+            balance: Some(member_balance_to_wire(&balance)),
             tier: status.tier,
             tier_since: Some(timestamp(status.tier_since_us)),
             period_start: Some(timestamp(status.period_start_us)),

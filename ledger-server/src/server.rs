@@ -25,6 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
 
 /// The program every new data directory starts with, so `ledgerd serve` runs
 /// with no setup.
@@ -130,6 +132,19 @@ pub async fn ensure_default_program(
     Ok(())
 }
 
+/// Sets the health of every service of ours (health and reflection are
+/// always serving).
+async fn set_health(health: &HealthReporter, status: ServingStatus) {
+    use tonic::server::NamedService;
+    for name in [
+        pb::audit_server::AuditServer::<AuditService>::NAME,
+        pb::ledger_server::LedgerServer::<LedgerService>::NAME,
+        pb::admin_server::AdminServer::<AdminService>::NAME,
+    ] {
+        health.set_service_status(name, status).await;
+    }
+}
+
 /// A server bound to its address.
 pub struct Bound {
     listener: TcpListener,
@@ -220,15 +235,7 @@ impl Bound {
         // Serving once the views have caught up with the log as it was at
         // start; until then health says NOT_SERVING (registered now, so a
         // check before then is answered, not NOT_FOUND).
-        health
-            .set_not_serving::<pb::audit_server::AuditServer<AuditService>>()
-            .await;
-        health
-            .set_not_serving::<pb::ledger_server::LedgerServer<LedgerService>>()
-            .await;
-        health
-            .set_not_serving::<pb::admin_server::AdminServer<AdminService>>()
-            .await;
+        set_health(&health, ServingStatus::NotServing).await;
         let start_head = store.head()?.position;
         let ready = {
             let views = views.clone();
@@ -236,15 +243,7 @@ impl Bound {
             tokio::spawn(async move {
                 views.wait_all(start_head).await;
                 tracing::info!(position = start_head, "views caught up");
-                health
-                    .set_serving::<pb::audit_server::AuditServer<AuditService>>()
-                    .await;
-                health
-                    .set_serving::<pb::ledger_server::LedgerServer<LedgerService>>()
-                    .await;
-                health
-                    .set_serving::<pb::admin_server::AdminServer<AdminService>>()
-                    .await;
+                set_health(&health, ServingStatus::Serving).await;
             })
         };
         let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -303,15 +302,7 @@ impl Bound {
                 let health = health.clone();
                 async move {
                     shutdown.await;
-                    health
-                        .set_not_serving::<pb::audit_server::AuditServer<AuditService>>()
-                        .await;
-                    health
-                        .set_not_serving::<pb::ledger_server::LedgerServer<LedgerService>>()
-                        .await;
-                    health
-                        .set_not_serving::<pb::admin_server::AdminServer<AdminService>>()
-                        .await;
+                    set_health(&health, ServingStatus::NotServing).await;
                     // Ends open subscriptions and the scheduler; their
                     // receivers live inside the service, so the send cannot
                     // fail here.
