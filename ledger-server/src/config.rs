@@ -21,6 +21,9 @@ pub struct FileConfig {
     pub tokens: Vec<TokenConfig>,
     /// TLS (`[tls]`); without it the server speaks plaintext.
     pub tls: Option<TlsConfig>,
+    /// Address of the Prometheus metrics endpoint (plain HTTP, no token;
+    /// it shows counts and latencies, no member data). None = no endpoint.
+    pub metrics: Option<SocketAddr>,
 }
 
 /// TLS settings (`[tls]` in the config file). Paths are PEM files.

@@ -8,6 +8,7 @@ pub mod auth;
 pub mod config;
 pub mod export;
 pub mod ledger;
+pub mod metrics;
 pub mod server;
 pub mod status;
 

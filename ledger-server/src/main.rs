@@ -48,6 +48,10 @@ enum Commands {
         /// TOML config file; flags override it.
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Serve Prometheus metrics over HTTP on this address
+        /// (`GET /metrics`) [default: no metrics endpoint].
+        #[arg(long, value_name = "ADDR")]
+        metrics: Option<SocketAddr>,
     },
     /// Recompute the hash chain from genesis. Exit 0 when it verifies, 1 naming
     /// the first bad position otherwise, 2 when the store cannot be read.
@@ -114,7 +118,8 @@ fn main() -> ExitCode {
             data_dir,
             listen,
             config,
-        } => serve(data_dir, listen, config),
+            metrics,
+        } => serve(data_dir, listen, config, metrics),
         Commands::Verify { data_dir } => verify(data_dir.unwrap_or_else(config::default_data_dir)),
         Commands::Export {
             data_dir,
@@ -154,6 +159,7 @@ fn serve(
     data_dir: Option<PathBuf>,
     listen: Option<SocketAddr>,
     config_path: Option<PathBuf>,
+    metrics: Option<SocketAddr>,
 ) -> anyhow::Result<ExitCode> {
     let file = match &config_path {
         Some(path) => FileConfig::load(path)?,
@@ -168,8 +174,12 @@ fn serve(
         tokens: file.tokens,
         tls: file.tls,
     };
+    let metrics = metrics.or(file.metrics);
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
+        if let Some(addr) = metrics {
+            ledger_server::metrics::install(addr)?;
+        }
         let bound = Bound::open(&options).await?;
         tracing::info!(data_dir = %options.data_dir.display(), "store open");
         bound.serve(shutdown_signal()).await

@@ -171,6 +171,7 @@ impl Bound {
             .with_context(|| format!("opening store in {}", options.data_dir.display()))?;
         let clock: Arc<dyn Clock> = Arc::new(SystemClock);
         let config = WriterConfig::with_clock(clock.clone());
+
         let writer = Writer::start(store.clone(), LedgerDecider::new(), config)?;
         let ready = async {
             ensure_default_program(&store, &writer.handle(), clock.now_us()).await?;
@@ -231,6 +232,7 @@ impl Bound {
         let admin = AdminService::new(store.clone(), writer.handle(), views.clone());
         let scheduler = Scheduler::new(store.clone(), writer.handle(), clock);
         let mut stopping = stopping_rx.clone();
+        let sampler = tokio::spawn(crate::metrics::sample(views.clone(), stopping_rx.clone()));
         let scheduler = tokio::spawn(scheduler.run(SCHEDULER_INTERVAL, stopping_rx));
         // Serving once the views have caught up with the log as it was at
         // start; until then health says NOT_SERVING (registered now, so a
@@ -272,6 +274,7 @@ impl Bound {
             move |request| auth.check(request, access)
         };
         let serving = builder
+            .layer(crate::metrics::RequestMetricsLayer)
             // One span per call; the Ledger service records the program,
             // member and position in it.
             .trace_fn(|request| {
@@ -329,6 +332,7 @@ impl Bound {
             tracing::error!(%error, "the scheduler task failed");
         }
         ready.abort();
+        sampler.abort();
         tokio::task::spawn_blocking(move || writer.shutdown()).await?;
         // Every acknowledged event is in the log; the views fold the last
         // of them before they stop, so a restart has nothing to catch up.

@@ -46,33 +46,8 @@ fn wait_for_lines(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_answers_every_caller_and_loses_nothing() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_ledgerd"))
-        .args([
-            "--log-format",
-            "json",
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--data-dir",
-        ])
-        .arg(dir.path())
-        .env("RUST_LOG", "info,ledger_server=debug")
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start ledgerd");
-    let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-    // The two lines come in either order: the views may catch up before the
-    // listener is announced.
-    let seen = wait_for_lines(&mut lines, &["serving plaintext", "views caught up"]);
-    let serving: serde_json::Value = serde_json::from_str(&seen[0]).expect("a JSON log line");
-    let addr = serving["fields"]["addr"]
-        .as_str()
-        .expect("the log names the address")
-        .to_owned();
-    // Keep draining the log so the child never blocks on a full pipe.
-    let log = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
-
+    let server = Ledgerd::start(&[]);
+    let addr = server.addr.clone();
     let client = LedgerClient::connect(format!("http://{addr}"))
         .await
         .expect("connect");
@@ -117,17 +92,12 @@ async fn sigterm_answers_every_caller_and_loses_nothing() {
         }));
     }
     enough_rx.await.expect("200 acknowledgements");
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("send SIGTERM");
-    assert!(status.success());
+    // The clients' calls still in flight when the signal lands are answered
+    // (or refused) while the server stops.
+    let (log, dir) = server.stop();
     for task in tasks {
         task.await.expect("client task");
     }
-    let exit = child.wait().expect("ledgerd exits");
-    let log = log.join().expect("log reader");
-    assert!(exit.success(), "ledgerd exit {exit}: {}", log.join("\n"));
     assert!(
         log.iter().any(|line| line.contains("view flushed")),
         "{}",
@@ -184,6 +154,191 @@ async fn sigterm_answers_every_caller_and_loses_nothing() {
             kind.name()
         );
     }
+}
+
+/// `ledgerd serve` on a fresh data directory, port 0, with `extra` flags;
+/// returns once it serves and its views have caught up.
+struct Ledgerd {
+    child: std::process::Child,
+    addr: String,
+    log: std::thread::JoinHandle<Vec<String>>,
+    dir: tempfile::TempDir,
+}
+
+impl Ledgerd {
+    fn start(extra: &[&str]) -> Ledgerd {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut child = Command::new(env!("CARGO_BIN_EXE_ledgerd"))
+            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
+            .args(extra)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("RUST_LOG", "info,ledger_server=debug")
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start ledgerd");
+        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
+        let seen = wait_for_lines(&mut lines, &["serving plaintext", "views caught up"]);
+        let serving: serde_json::Value = serde_json::from_str(&seen[0]).expect("JSON");
+        let addr = serving["fields"]["addr"].as_str().expect("addr").to_owned();
+        let log = std::thread::spawn(move || lines.map_while(Result::ok).collect());
+        Ledgerd {
+            child,
+            addr,
+            log,
+            dir,
+        }
+    }
+
+    /// SIGTERM; the exit status must be 0. Returns the log and the data
+    /// directory.
+    fn stop(mut self) -> (Vec<String>, tempfile::TempDir) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("send SIGTERM");
+        assert!(status.success());
+        let exit = self.child.wait().expect("ledgerd exits");
+        let log = self.log.join().expect("log reader");
+        assert!(exit.success(), "ledgerd exit {exit}: {}", log.join("\n"));
+        (log, self.dir)
+    }
+}
+
+/// A free loopback port: bound, read, released.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// `GET path` over HTTP/1.0; returns the body.
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect to metrics");
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").expect("request");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).expect("response");
+    let (head, body) = response.split_once("\r\n\r\n").expect("headers end");
+    assert!(
+        head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
+        "{head}"
+    );
+    body.to_owned()
+}
+
+/// The value of the sample whose line starts with `name` and contains each of
+/// `labels` (`key="value"`).
+fn sample(metrics: &str, name: &str, labels: &[&str]) -> Option<f64> {
+    metrics
+        .lines()
+        .filter(|line| !line.starts_with('#'))
+        .filter(|line| {
+            line.split([' ', '{']).next() == Some(name)
+                && labels.iter().all(|label| line.contains(label))
+        })
+        .find_map(|line| line.rsplit(' ').next()?.parse().ok())
+}
+
+/// Goal: `--metrics` serves the documented metrics with the values the
+/// server's work gives them. Method: two awards and one refused award, a
+/// read that waits for the balance view to fold them, then one scrape:
+/// counts by call and code, latency histograms, the writer's batch and
+/// fsync histograms, the head and the view's checkpoint at the last
+/// position, and the lag gauges present.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_calls_commits_and_views() {
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let server = Ledgerd::start(&["--metrics", &metrics_addr]);
+    let mut client = LedgerClient::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect");
+    let award = |key: &str, points: i64| pb::AwardPointsRequest {
+        program_id: "default".into(),
+        member_id: "ada".into(),
+        idempotency_key: key.into(),
+        occurred_at: Some(timestamp(now_us())),
+        reason: "metrics test".into(),
+        points,
+        ..Default::default()
+    };
+    client.award_points(award("a1", 5)).await.expect("award");
+    let last = client
+        .award_points(award("a2", 7))
+        .await
+        .expect("award")
+        .into_inner()
+        .position;
+    let refused = client.award_points(award("a3", 0)).await.expect_err("zero");
+    assert_eq!(refused.code(), tonic::Code::InvalidArgument);
+    client
+        .get_balance(pb::GetBalanceRequest {
+            program_id: "default".into(),
+            member_id: "ada".into(),
+            min_position: last,
+        })
+        .await
+        .expect("balance");
+
+    let metrics = http_get(&metrics_addr, "/metrics");
+    let award_call = r#"call="/pointsledger.v1.Ledger/AwardPoints""#;
+    let count = |labels: &[&str]| sample(&metrics, "ledger_requests_total", labels);
+    assert_eq!(count(&[award_call, r#"code="Ok""#]), Some(2.0), "{metrics}");
+    assert_eq!(
+        count(&[award_call, r#"code="InvalidArgument""#]),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "ledger_request_duration_seconds_count",
+            &[award_call]
+        ),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ledger_request_duration_seconds_bucket{"),
+        "latency is a histogram: {metrics}"
+    );
+    // The default program's definition and the two awards: at least two
+    // group commits, each fsynced.
+    let commits = sample(&metrics, "ledger_writer_fsync_seconds_count", &[]).expect("fsyncs");
+    assert!(commits >= 2.0, "{metrics}");
+    assert_eq!(
+        sample(&metrics, "ledger_writer_batch_events_sum", &[]),
+        Some(last as f64),
+        "every event in some batch: {metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "ledger_head_position", &[]),
+        Some(last as f64)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "ledger_projection_checkpoint",
+            &[r#"view="balance""#]
+        ),
+        Some(last as f64),
+        "{metrics}"
+    );
+    assert!(
+        sample(
+            &metrics,
+            "ledger_projection_lag_events",
+            &[r#"view="tier""#]
+        )
+        .is_some(),
+        "{metrics}"
+    );
+    assert!(
+        sample(&metrics, "ledger_writer_queue_depth", &[]).is_some(),
+        "{metrics}"
+    );
+    server.stop();
 }
 
 fn now_us() -> i64 {

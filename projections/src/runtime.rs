@@ -350,6 +350,9 @@ impl Drop for Worker {
     }
 }
 
+/// The last position each view's active rows reflect, labelled by view.
+pub const METRIC_VIEW_CHECKPOINT: &str = "ledger_projection_checkpoint";
+
 struct WorkerRun {
     store: Store,
     head: watch::Receiver<Head>,
@@ -375,6 +378,8 @@ impl WorkerRun {
             changed
         });
         if active {
+            metrics::gauge!(METRIC_VIEW_CHECKPOINT, "view" => self.folder.kind.name())
+                .set(checkpoint.position as f64);
             self.applied.send_if_modified(|applied| {
                 let moved = *applied < checkpoint.position;
                 *applied = (*applied).max(checkpoint.position);

@@ -127,6 +127,17 @@ pub(super) fn spawn<D: Decider>(
     Ok(vec![decide, commit])
 }
 
+/// Seconds each group commit's durable write (with its fsync) took.
+pub const METRIC_FSYNC_SECONDS: &str = "ledger_writer_fsync_seconds";
+/// Events made durable by each group commit.
+pub const METRIC_BATCH_EVENTS: &str = "ledger_writer_batch_events";
+/// Position of the last durable event.
+pub const METRIC_HEAD_POSITION: &str = "ledger_head_position";
+/// Commands waiting in the queue, as each batch leaves it.
+pub const METRIC_QUEUE_DEPTH: &str = "ledger_writer_queue_depth";
+/// Events made durable since the process started.
+pub const METRIC_EVENTS_APPENDED: &str = "ledger_writer_events_appended_total";
+
 fn commit_loop(
     store: Store,
     ready: Receiver<Ready>,
@@ -145,14 +156,21 @@ fn commit_loop(
             // refer to.
             Ok(())
         } else {
-            store
+            let started = std::time::Instant::now();
+            let written = store
                 .write_durable(batch.batch)
-                .map_err(|error| error.to_string())
+                .map_err(|error| error.to_string());
+            metrics::histogram!(METRIC_FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
+            written
         };
         match outcome {
             Ok(()) => {
                 if batch.writes > 0 {
-                    head_tx.send_replace(batch.head);
+                    let previous = head_tx.send_replace(batch.head);
+                    metrics::gauge!(METRIC_HEAD_POSITION).set(batch.head.position as f64);
+                    let events = batch.head.position - previous.position;
+                    metrics::histogram!(METRIC_BATCH_EVENTS).record(events as f64);
+                    metrics::counter!(METRIC_EVENTS_APPENDED).increment(events);
                 }
                 shared.update(|progress| progress.durable_seq = batch.seq);
                 for (reply, results) in batch.replies {
@@ -235,6 +253,11 @@ impl<D: Decider> DecideState<D> {
                 continue;
             }
             let ready_batch = self.decide_batch(submissions);
+            let waiting = self
+                .config
+                .queue_commands_max
+                .saturating_sub(permits.available_permits());
+            metrics::gauge!(METRIC_QUEUE_DEPTH).set(waiting as f64);
             if ready.send(ready_batch).is_err() {
                 tracing::error!("the commit thread is gone; the writer stops");
                 break;

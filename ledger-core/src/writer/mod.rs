@@ -18,6 +18,10 @@
 //! store before it decides anything else: nothing is ever half applied.
 
 mod batch;
+pub use batch::{
+    METRIC_BATCH_EVENTS, METRIC_EVENTS_APPENDED, METRIC_FSYNC_SECONDS, METRIC_HEAD_POSITION,
+    METRIC_QUEUE_DEPTH,
+};
 
 use crate::chain::Head;
 use crate::clock::Clock;
