@@ -15,124 +15,16 @@
 
 mod common;
 
+use common::server::{Server, award, enroll, purchase, redeem};
 use ledger_server::config::{Role, TokenConfig};
 use ledger_server::ledger::timestamp;
 use ledger_server::pb;
 use ledger_server::pb::admin_client::AdminClient;
 use ledger_server::pb::audit_client::AuditClient;
 use ledger_server::pb::ledger_client::LedgerClient;
-use ledger_server::server::{Bound, DEFAULT_PROGRAM_ID, ServeOptions};
+use ledger_server::server::DEFAULT_PROGRAM_ID;
 use tonic::Code;
-use tonic::transport::Channel;
 use tonic_types::StatusExt;
-
-struct Server {
-    _dir: tempfile::TempDir,
-    channel: Channel,
-    client: LedgerClient<Channel>,
-    admin: AdminClient<Channel>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl Server {
-    async fn start() -> Server {
-        Server::start_with(vec![]).await
-    }
-
-    async fn start_with(tokens: Vec<TokenConfig>) -> Server {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let options = ServeOptions {
-            data_dir: dir.path().join("data"),
-            listen: "127.0.0.1:0".parse().expect("addr"),
-            tokens,
-            tls: None,
-        };
-        let bound = Bound::open(&options).await.expect("server opens");
-        let addr = bound.local_addr().expect("bound");
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(bound.serve(async {
-            let _ = stopped.await;
-        }));
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-            .expect("endpoint")
-            .connect()
-            .await
-            .expect("connect");
-        Server {
-            _dir: dir,
-            channel: channel.clone(),
-            client: LedgerClient::new(channel.clone()),
-            admin: AdminClient::new(channel),
-            stop: Some(stop),
-            task: Some(task),
-        }
-    }
-
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await
-                .expect("server task")
-                .expect("server stops cleanly");
-        }
-    }
-}
-
-fn usd(minor_units: i64) -> Option<ledger_core::pb::Money> {
-    Some(ledger_core::pb::Money {
-        minor_units,
-        currency: "USD".into(),
-    })
-}
-
-fn enroll(member: &str, key: &str) -> pb::EnrollRequest {
-    pb::EnrollRequest {
-        program_id: DEFAULT_PROGRAM_ID.into(),
-        member_id: member.into(),
-        idempotency_key: key.into(),
-        occurred_at: Some(timestamp(common::wall_clock_us())),
-        ..Default::default()
-    }
-}
-
-fn purchase(member: &str, key: &str, order: &str, cents: i64) -> pb::RecordPurchaseRequest {
-    pb::RecordPurchaseRequest {
-        program_id: DEFAULT_PROGRAM_ID.into(),
-        member_id: member.into(),
-        idempotency_key: key.into(),
-        occurred_at: Some(timestamp(common::wall_clock_us())),
-        order_id: order.into(),
-        spend: usd(cents),
-        ..Default::default()
-    }
-}
-
-fn award(member: &str, key: &str, points: i64) -> pb::AwardPointsRequest {
-    pb::AwardPointsRequest {
-        program_id: DEFAULT_PROGRAM_ID.into(),
-        member_id: member.into(),
-        idempotency_key: key.into(),
-        occurred_at: Some(timestamp(common::wall_clock_us())),
-        reason: "welcome".into(),
-        points,
-        ..Default::default()
-    }
-}
-
-fn redeem(member: &str, key: &str, points: i64) -> pb::RedeemRequest {
-    pb::RedeemRequest {
-        program_id: DEFAULT_PROGRAM_ID.into(),
-        member_id: member.into(),
-        idempotency_key: key.into(),
-        occurred_at: Some(timestamp(common::wall_clock_us())),
-        redemption_id: key.into(),
-        points,
-        ..Default::default()
-    }
-}
 
 fn balance_of(response: &pb::CommandResponse) -> (i64, i64, i64) {
     let balance = response.balance.as_ref().expect("balance");

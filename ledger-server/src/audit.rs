@@ -3,7 +3,7 @@
 use crate::pb;
 use crate::status;
 use ledger_core::chain::Head;
-use ledger_core::error::FieldError;
+use ledger_core::error::{FieldError, FieldReason};
 use ledger_core::ids::StreamName;
 use ledger_core::limits::READ_STREAM_RECORDS_MAX;
 use ledger_core::reader::{self, RecordStream};
@@ -106,6 +106,18 @@ impl pb::audit_server::Audit for AuditService {
         request: Request<pb::ReadAllRequest>,
     ) -> Result<Response<Records>, Status> {
         let request = request.into_inner();
+        // An explicit range must not be inverted (an empty answer would
+        // read as "nothing there"); from the head on is fine, and empty.
+        if request.to_position != 0 && request.from_position > request.to_position {
+            return Err(status::invalid_field(&FieldError::new(
+                "from_position",
+                FieldReason::OutOfRange {
+                    value: request.from_position.into(),
+                    min: 0,
+                    max: request.to_position.into(),
+                },
+            )));
+        }
         let to = match request.to_position {
             0 => self.head.borrow().position,
             to => to,
@@ -134,17 +146,23 @@ impl pb::audit_server::Audit for AuditService {
         let from_version = request.from_version;
         let found = tokio::task::spawn_blocking(move || {
             let positions = store.stream_positions(&stream, from_version, max)?;
+            // A stream with no record names no program or member there is.
+            if positions.is_empty() && store.stream_version(&stream)? == 0 {
+                return Ok(Err(Status::not_found(format!(
+                    "stream {stream} has no records"
+                ))));
+            }
             let mut out = Vec::with_capacity(positions.len());
             for (version, position) in positions {
                 for record in store.read_range(position, position, 1)? {
                     out.push(Ok(to_wire(record, version)));
                 }
             }
-            Ok::<_, ledger_core::error::StoreError>(out)
+            Ok::<_, ledger_core::error::StoreError>(Ok(out))
         })
         .await
         .map_err(|error| Status::unavailable(format!("read task failed: {error}")))?
-        .map_err(|error| status::storage(&error))?;
+        .map_err(|error| status::storage(&error))??;
         Ok(Response::new(Box::pin(tokio_stream::iter(found))))
     }
 

@@ -14,9 +14,9 @@ use crate::status;
 use ledger_core::clock::Clock;
 use ledger_core::domain::{Command, Currency, Money, Points, TransferPoints};
 use ledger_core::engine::{self, LedgerCommand};
-use ledger_core::error::{CommandError, FieldError, FieldReason};
+use ledger_core::error::{FieldError, FieldReason};
 use ledger_core::ids::{IdempotencyKey, MemberId, ProgramId};
-use ledger_core::limits::SUBMIT_BATCH_COMMANDS_MAX;
+use ledger_core::limits::{BUSINESS_TIME_US_MAX, SUBMIT_BATCH_COMMANDS_MAX};
 use ledger_core::store::Store;
 use ledger_core::writer::{Appended, Envelope, WriterHandle};
 use projections::runtime::ViewKind;
@@ -25,6 +25,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tonic::{Request, Response, Status};
+use tonic_types::StatusExt;
 
 /// How long a query waits for `min_position`, and a command's answer for
 /// the balance view to reflect it, before answering from the view as it is.
@@ -75,6 +76,29 @@ pub fn timestamp_us(
         .checked_mul(1_000_000)
         .and_then(|us| us.checked_add(i64::from(timestamp.nanos / 1_000)))
         .ok_or_else(out_of_range)
+}
+
+/// Microseconds since the epoch from a required time that a query asks
+/// about: a business time, so 1970 up to `BUSINESS_TIME_US_MAX` (the end of
+/// year 9999), as for commands; outside it the views' day arithmetic has no
+/// meaning.
+fn business_time_us(
+    field: &str,
+    timestamp: Option<&prost_types::Timestamp>,
+) -> Result<i64, FieldError> {
+    let us = timestamp_us(field, timestamp)?;
+    if (0..=BUSINESS_TIME_US_MAX).contains(&us) {
+        Ok(us)
+    } else {
+        Err(FieldError::new(
+            field,
+            FieldReason::OutOfRange {
+                value: us.into(),
+                min: 0,
+                max: BUSINESS_TIME_US_MAX.into(),
+            },
+        ))
+    }
 }
 
 /// A timestamp from microseconds since the epoch.
@@ -282,12 +306,6 @@ pub(crate) fn sorted_metadata(metadata: &HashMap<String, String>) -> Vec<(String
     sorted
 }
 
-/// Prefixes a field path with the batch entry it belongs to.
-fn in_batch(index: usize, mut error: FieldError) -> FieldError {
-    error.field = format!("commands[{index}].{}", error.field);
-    error
-}
-
 fn balance_to_wire(balance: &balance::BalanceAsOf) -> pb::Balance {
     pb::Balance {
         balance: balance.balance,
@@ -430,11 +448,19 @@ fn ids(program_id: &str, member_id: &str) -> Result<(ProgramId, MemberId), Statu
     Ok((program, member))
 }
 
-fn failure(status: &Status, field: Option<String>) -> pb::CommandFailure {
+/// Why batch entry `index` failed: the status it would have had on its
+/// own, with the field its BadRequest detail names (if any) prefixed by
+/// the entry (`commands[3].points`), whichever stage refused it.
+fn failure(index: usize, status: &Status) -> pb::CommandFailure {
+    let field = status
+        .get_details_bad_request()
+        .and_then(|details| details.field_violations.into_iter().next())
+        .map(|violation| format!("commands[{index}].{}", violation.field))
+        .unwrap_or_default();
     pb::CommandFailure {
         code: status.code() as i32,
         message: status.message().to_owned(),
-        field: field.unwrap_or_default(),
+        field,
     }
 }
 
@@ -533,29 +559,15 @@ impl pb::ledger_server::Ledger for LedgerService {
         let mut dry_runs = Vec::new();
         for (index, command) in commands.iter().enumerate() {
             let parsed = batch_request(command)
-                .ok_or_else(|| {
-                    FieldError::new(format!("commands[{index}].command"), FieldReason::Missing)
-                })
-                .and_then(|request| {
-                    parse(request, &principal).map_err(|error| in_batch(index, error))
-                })
-                .and_then(|parsed| {
-                    self.writer
-                        .check(&parsed.envelope)
-                        .map(|()| parsed)
-                        .map_err(|error| in_batch(index, error))
-                });
+                .ok_or_else(|| FieldError::new("command", FieldReason::Missing))
+                .and_then(|request| parse(request, &principal))
+                .and_then(|parsed| self.writer.check(&parsed.envelope).map(|()| parsed));
             match parsed {
                 Ok(parsed) if parsed.dry_run => dry_runs.push((index, parsed)),
                 Ok(parsed) => to_submit.push((index, parsed)),
                 Err(error) => {
-                    let status = status::invalid_field(&error);
-                    results[index] = Some(pb::BatchResult {
-                        result: Some(pb::batch_result::Result::Error(failure(
-                            &status,
-                            Some(error.field),
-                        ))),
-                    });
+                    let failure = failure(index, &status::invalid_field(&error));
+                    results[index] = Some(to_batch_result(Err(failure)));
                 }
             }
         }
@@ -581,8 +593,8 @@ impl pb::ledger_server::Ledger for LedgerService {
                 Ok(appended) => self
                     .answer(program_id, member_id, appended)
                     .await
-                    .map_err(|status| failure(&status, None)),
-                Err(error) => Err(failure(&status::command(&error), command_field(&error))),
+                    .map_err(|status| failure(index, &status)),
+                Err(error) => Err(failure(index, &status::command(&error))),
             };
             results[index] = Some(to_batch_result(result));
         }
@@ -590,7 +602,7 @@ impl pb::ledger_server::Ledger for LedgerService {
             let result = self
                 .run(parsed)
                 .await
-                .map_err(|status| failure(&status, None));
+                .map_err(|status| failure(index, &status));
             results[index] = Some(to_batch_result(result));
         }
         Ok(Response::new(pb::SubmitBatchResponse {
@@ -639,9 +651,8 @@ impl pb::ledger_server::Ledger for LedgerService {
         let request = request.into_inner();
         let (program, member) = ids(&request.program_id, &request.member_id)?;
         let as_of_us = match &request.as_of {
-            Some(as_of) => {
-                timestamp_us("as_of", Some(as_of)).map_err(|error| status::invalid_field(&error))?
-            }
+            Some(as_of) => business_time_us("as_of", Some(as_of))
+                .map_err(|error| status::invalid_field(&error))?,
             None => self.clock.now_us(),
         };
         if request.min_position > 0 {
@@ -762,7 +773,7 @@ impl pb::ledger_server::Ledger for LedgerService {
     ) -> Result<Response<pb::GetBalanceAsOfResponse>, Status> {
         let request = request.into_inner();
         let (program, member) = ids(&request.program_id, &request.member_id)?;
-        let at_us = timestamp_us("as_of", request.as_of.as_ref())
+        let at_us = business_time_us("as_of", request.as_of.as_ref())
             .map_err(|error| status::invalid_field(&error))?;
         let answer = self
             .query(ViewKind::Balance, request.min_position, move |store| {
@@ -774,14 +785,6 @@ impl pb::ledger_server::Ledger for LedgerService {
             as_of: Some(timestamp(at_us)),
             balance: Some(balance_to_wire(&answer.value)),
         }))
-    }
-}
-
-fn command_field(error: &CommandError) -> Option<String> {
-    match error {
-        CommandError::Invalid(field) => Some(field.field.clone()),
-        CommandError::Rejected(rejection) => rejection.field.clone(),
-        _ => None,
     }
 }
 

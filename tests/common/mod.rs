@@ -10,6 +10,7 @@ use ledger_core::writer::{Append, Envelope, PassThrough, Writer, WriterConfig};
 use std::sync::Arc;
 
 pub mod ledger;
+pub mod server;
 
 /// xorshift64*: a seeded, dependency-free source of kill moments for the
 /// crash tests.

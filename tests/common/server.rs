@@ -1,0 +1,129 @@
+//! The server in-process for end-to-end tests of its gRPC services, and
+//! request builders for the default program (USD, 1 point per dollar).
+//! Commands are dated with the real time: the server's scheduler runs on
+//! the system clock.
+#![allow(dead_code)]
+
+use ledger_server::config::TokenConfig;
+use ledger_server::ledger::timestamp;
+use ledger_server::pb;
+use ledger_server::pb::admin_client::AdminClient;
+use ledger_server::pb::audit_client::AuditClient;
+use ledger_server::pb::ledger_client::LedgerClient;
+use ledger_server::server::{Bound, DEFAULT_PROGRAM_ID, ServeOptions};
+use tonic::transport::Channel;
+
+/// A server on 127.0.0.1 (port 0) over a temporary data directory, with a
+/// client for each service.
+pub struct Server {
+    _dir: tempfile::TempDir,
+    pub channel: Channel,
+    pub client: LedgerClient<Channel>,
+    pub admin: AdminClient<Channel>,
+    pub audit: AuditClient<Channel>,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+impl Server {
+    /// A server that needs no token.
+    pub async fn start() -> Server {
+        Server::start_with(vec![]).await
+    }
+
+    /// A server that accepts `tokens` (none: no token needed).
+    pub async fn start_with(tokens: Vec<TokenConfig>) -> Server {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = ServeOptions {
+            data_dir: dir.path().join("data"),
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            tokens,
+            tls: None,
+        };
+        let bound = Bound::open(&options).await.expect("server opens");
+        let addr = bound.local_addr().expect("bound");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(bound.serve(async {
+            let _ = stopped.await;
+        }));
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+            .expect("endpoint")
+            .connect()
+            .await
+            .expect("connect");
+        Server {
+            _dir: dir,
+            channel: channel.clone(),
+            client: LedgerClient::new(channel.clone()),
+            admin: AdminClient::new(channel.clone()),
+            audit: AuditClient::new(channel),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    /// Stops the server and checks that it stopped cleanly.
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await
+                .expect("server task")
+                .expect("server stops cleanly");
+        }
+    }
+}
+
+pub fn usd(minor_units: i64) -> Option<ledger_core::pb::Money> {
+    Some(ledger_core::pb::Money {
+        minor_units,
+        currency: "USD".into(),
+    })
+}
+
+pub fn enroll(member: &str, key: &str) -> pb::EnrollRequest {
+    pb::EnrollRequest {
+        program_id: DEFAULT_PROGRAM_ID.into(),
+        member_id: member.into(),
+        idempotency_key: key.into(),
+        occurred_at: Some(timestamp(super::wall_clock_us())),
+        ..Default::default()
+    }
+}
+
+pub fn purchase(member: &str, key: &str, order: &str, cents: i64) -> pb::RecordPurchaseRequest {
+    pb::RecordPurchaseRequest {
+        program_id: DEFAULT_PROGRAM_ID.into(),
+        member_id: member.into(),
+        idempotency_key: key.into(),
+        occurred_at: Some(timestamp(super::wall_clock_us())),
+        order_id: order.into(),
+        spend: usd(cents),
+        ..Default::default()
+    }
+}
+
+pub fn award(member: &str, key: &str, points: i64) -> pb::AwardPointsRequest {
+    pb::AwardPointsRequest {
+        program_id: DEFAULT_PROGRAM_ID.into(),
+        member_id: member.into(),
+        idempotency_key: key.into(),
+        occurred_at: Some(timestamp(super::wall_clock_us())),
+        reason: "welcome".into(),
+        points,
+        ..Default::default()
+    }
+}
+
+pub fn redeem(member: &str, key: &str, points: i64) -> pb::RedeemRequest {
+    pb::RedeemRequest {
+        program_id: DEFAULT_PROGRAM_ID.into(),
+        member_id: member.into(),
+        idempotency_key: key.into(),
+        occurred_at: Some(timestamp(super::wall_clock_us())),
+        redemption_id: key.into(),
+        points,
+        ..Default::default()
+    }
+}
