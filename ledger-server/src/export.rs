@@ -71,9 +71,10 @@ pub fn parse_time(field: &str, text: &str) -> anyhow::Result<i64> {
     i64::try_from(since.as_micros()).with_context(|| format!("{field}: `{text}` is too late"))
 }
 
-fn event_name(record: &ledger_core::pb::EventRecord) -> &'static str {
+/// The kind of an event, e.g. `PointsEarned` ("" for an event without one).
+pub fn event_name(event: &ledger_core::pb::Event) -> &'static str {
     use ledger_core::pb::event::Kind;
-    match record.event.as_ref().and_then(|event| event.kind.as_ref()) {
+    match event.kind.as_ref() {
         Some(Kind::ProgramDefined(_)) => "ProgramDefined",
         Some(Kind::ProgramRulesChanged(_)) => "ProgramRulesChanged",
         Some(Kind::MemberEnrolled(_)) => "MemberEnrolled",
@@ -139,7 +140,7 @@ pub fn export(
                 recorded_at: rfc3339(record.recorded_at_us),
                 idempotency_key: &record.idempotency_key,
                 principal: &record.principal,
-                event: event_name(&record),
+                event: record.event.as_ref().map_or("", event_name),
                 record: base64::engine::general_purpose::STANDARD.encode(&stored.bytes),
             };
             match &mut sink {

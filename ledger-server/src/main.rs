@@ -37,6 +37,10 @@ enum LogFormat {
 
 #[derive(Subcommand)]
 enum Commands {
+    /// Call a running server: the common Ledger commands and queries, and
+    /// the log's head. Exit 0 when answered, 1 when the server refuses the
+    /// call (code, message and fields printed), 2 when it cannot be called.
+    Client(ledger_server::client::ClientArgs),
     /// Serve gRPC (health, reflection, Audit) on a data directory.
     Serve {
         /// Data directory [default: points-ledger under the user's data dir].
@@ -114,6 +118,7 @@ fn main() -> ExitCode {
         LogFormat::Json => logs.json().init(),
     }
     let result = match cli.command {
+        Commands::Client(args) => client(args),
         Commands::Serve {
             data_dir,
             listen,
@@ -185,6 +190,16 @@ fn serve(
         bound.serve(shutdown_signal()).await
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+fn client(args: ledger_server::client::ClientArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    Ok(match runtime.block_on(ledger_server::client::run(args))? {
+        ledger_server::client::Outcome::Answered => ExitCode::SUCCESS,
+        ledger_server::client::Outcome::Refused => ExitCode::from(1),
+    })
 }
 
 /// Completes on SIGTERM or Ctrl-C.

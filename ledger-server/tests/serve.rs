@@ -174,6 +174,7 @@ impl Ledgerd {
             .arg("--data-dir")
             .arg(dir.path())
             .env("RUST_LOG", "info,ledger_server=debug")
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start ledgerd");
@@ -193,15 +194,33 @@ impl Ledgerd {
     /// SIGTERM; the exit status must be 0. Returns the log and the data
     /// directory.
     fn stop(mut self) -> (Vec<String>, tempfile::TempDir) {
+        let log = self.terminate();
+        let dir = tempfile::tempdir().expect("tempdir");
+        (log, std::mem::replace(&mut self.dir, dir))
+    }
+
+    fn terminate(&mut self) -> Vec<String> {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
             .expect("send SIGTERM");
         assert!(status.success());
         let exit = self.child.wait().expect("ledgerd exits");
-        let log = self.log.join().expect("log reader");
+        let log = std::mem::replace(&mut self.log, std::thread::spawn(Vec::new))
+            .join()
+            .expect("log reader");
         assert!(exit.success(), "ledgerd exit {exit}: {}", log.join("\n"));
-        (log, self.dir)
+        log
+    }
+}
+
+impl Drop for Ledgerd {
+    /// A test that fails midway leaves no server behind.
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
 }
 
@@ -338,6 +357,206 @@ async fn metrics_count_calls_commits_and_views() {
         sample(&metrics, "ledger_writer_queue_depth", &[]).is_some(),
         "{metrics}"
     );
+    server.stop();
+}
+
+/// Runs `ledgerd client --target <server> [--json] args...`; returns the
+/// exit code and standard output (parsed as JSON with `--json`).
+fn client(server: &Ledgerd, json: bool, args: &[&str]) -> (i32, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ledgerd"));
+    command.args(["client", "--target", &format!("http://{}", server.addr)]);
+    if json {
+        command.arg("--json");
+    }
+    let output = command.args(args).output().expect("run ledgerd client");
+    let stdout = String::from_utf8(output.stdout).expect("UTF-8");
+    let code = output.status.code().expect("exit code");
+    assert!(
+        code != 2,
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (code, stdout)
+}
+
+fn client_json(server: &Ledgerd, args: &[&str]) -> (i32, serde_json::Value) {
+    let (code, stdout) = client(server, true, args);
+    let value = serde_json::from_str(&stdout).unwrap_or_else(|_| panic!("{args:?}: {stdout}"));
+    (code, value)
+}
+
+/// Goal: `ledgerd client` drives every common call of a running server,
+/// prints what the server answered, and exits 1 naming the code and field
+/// when a call is refused. Method: one member's life through the binary,
+/// with each answer's balance checked by hand arithmetic.
+#[test]
+fn the_client_drives_the_common_calls() {
+    let server = Ledgerd::start(&[]);
+    let ok = |args: &[&str]| {
+        let (code, value) = client_json(&server, args);
+        assert_eq!(code, 0, "{args:?}: {value}");
+        value
+    };
+    let balance = |value: &serde_json::Value| {
+        let balance = &value["balance"];
+        (
+            balance["available"].as_i64().expect("available"),
+            balance["pending"].as_i64().expect("pending"),
+        )
+    };
+    // A retry is the same request: the same business time too.
+    let at = ledger_server::export::rfc3339(now_us());
+    let enrolled = ok(&["enroll", "ada", "--key", "e1"]);
+    assert_eq!(enrolled["events"][0], "MemberEnrolled");
+    assert_eq!(enrolled["stream_version"], 1);
+    let award = [
+        "award", "ada", "--points", "100", "--reason", "welcome", "--key", "a1", "--at", &at,
+    ];
+    let awarded = ok(&award);
+    assert_eq!(balance(&awarded), (100, 0));
+    // The default program: 1 point per dollar, pending for 30 days.
+    let bought = ok(&[
+        "purchase",
+        "ada",
+        "--order",
+        "o1",
+        "--spend-minor",
+        "2500",
+        "--key",
+        "p1",
+        "--tag",
+        "web",
+    ]);
+    assert_eq!(balance(&bought), (100, 25));
+    assert_eq!(
+        ok(&[
+            "redeem",
+            "ada",
+            "--points",
+            "30",
+            "--redemption",
+            "r1",
+            "--key",
+            "r1"
+        ])["balance"]["available"],
+        70
+    );
+    let returned = ok(&[
+        "return",
+        "ada",
+        "--order",
+        "o1",
+        "--refund-minor",
+        "1000",
+        "--key",
+        "t1",
+    ]);
+    assert_eq!(balance(&returned), (70, 15));
+    let adjusted = ok(&[
+        "adjust",
+        "ada",
+        "--points",
+        "-5",
+        "--reason",
+        "correction",
+        "--key",
+        "j1",
+        "--meta",
+        "ticket=42",
+    ]);
+    assert_eq!(balance(&adjusted), (65, 15));
+    ok(&["enroll", "bob", "--key", "e2"]);
+    let sent = ok(&[
+        "transfer",
+        "ada",
+        "--to",
+        "bob",
+        "--points",
+        "20",
+        "--transfer",
+        "x1",
+        "--key",
+        "x1",
+    ]);
+    assert_eq!(balance(&sent), (45, 15));
+    // A retry over the network is answered from memory.
+    let again = ok(&award);
+    assert_eq!(again["replayed"], true);
+    assert_eq!(again["position"], awarded["position"]);
+    // A dry run appends nothing.
+    let dry = ok(&[
+        "award",
+        "ada",
+        "--points",
+        "1",
+        "--reason",
+        "x",
+        "--key",
+        "d1",
+        "--dry-run",
+    ]);
+    assert_eq!(dry["dry_run"], true);
+    assert_eq!(dry["events"][0], "PointsAwarded");
+
+    let last = sent["position"].as_u64().expect("position");
+    let head = ok(&["head"]);
+    assert_eq!(head["position"], last);
+    assert_eq!(head["hash"].as_str().map(str::len), Some(64));
+    let min_position = last.to_string();
+    let state = ok(&["balance", "ada", "--min-position", &min_position]);
+    assert_eq!(state["position"], last);
+    assert_eq!(balance(&state), (45, 15));
+    assert_eq!(state["lifetime"]["awarded"], 100);
+    assert_eq!(state["lifetime"]["redeemed"], 30);
+    assert_eq!(state["lifetime"]["transferred_out"], 20);
+    let page = ok(&["statement", "ada", "--page-size", "2"]);
+    assert_eq!(page["lines"].as_array().map(Vec::len), Some(2));
+        // Newest first: the transfer's debit, the first of its two events.
+    assert_eq!(page["lines"][0]["position"], sent["first_position"]);
+    assert_eq!(page["lines"][1]["position"], adjusted["position"]);
+    let token = page["next_page_token"].as_str().expect("token").to_owned();
+    let next = ok(&[
+        "statement",
+        "ada",
+        "--page-size",
+        "2",
+        "--page-token",
+        &token,
+    ]);
+    assert_eq!(next["lines"].as_array().map(Vec::len), Some(2));
+
+    // Refusals: exit 1 with the code, and the field for bad input.
+    let (code, refused) = client_json(
+        &server,
+        &[
+            "redeem",
+            "ada",
+            "--points",
+            "1000",
+            "--redemption",
+            "r2",
+            "--key",
+            "r2",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(refused["error"]["code"], "FailedPrecondition", "{refused}");
+    let (code, refused) = client_json(
+        &server,
+        &[
+            "award", "ada", "--points", "0", "--reason", "x", "--key", "z1",
+        ],
+    );
+    assert_eq!(code, 1);
+    assert_eq!(refused["error"]["code"], "InvalidArgument");
+    assert_eq!(
+        refused["error"]["fields"][0]["field"], "points",
+        "{refused}"
+    );
+    // The text form names the figures.
+    let (code, text) = client(&server, false, &["balance", "ada"]);
+    assert_eq!(code, 0);
+    assert!(text.contains("available: 45"), "{text}");
     server.stop();
 }
 
