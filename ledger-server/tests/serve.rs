@@ -1,15 +1,6 @@
-//! Goal: the real `ledgerd serve` process, stopped with SIGTERM while
-//! clients write, answers every call it accepted, loses no acknowledged
-//! command, lets the views fold the last events, and exits 0.
-//!
-//! Method: start the binary on 127.0.0.1 port 0 and read the address it
-//! bound from its log; wait for its "views caught up" line; four clients
-//! award points as fast as they can; after 200 acknowledgements send
-//! SIGTERM; let every client call finish; then open the data directory and
-//! check each acknowledged command at the position it was told, and both
-//! views' checkpoints at the head. The server logs JSON (`--log-format
-//! json`): every line must parse, and commands carry their call span with
-//! program, member and position.
+//! The real `ledgerd` binary, driven over the network: a graceful stop
+//! under load, metrics, the command-line client, a member's life to expiry,
+//! and concurrent redemptions on one member.
 
 use ledger_core::store::Store;
 use ledger_server::ledger::timestamp;
@@ -43,6 +34,19 @@ fn wait_for_lines(
     }
     panic!("ledgerd exited before logging all of {needles:?}");
 }
+
+/// Goal: the real `ledgerd serve` process, stopped with SIGTERM while
+/// clients write, answers every call it accepted, loses no acknowledged
+/// command, lets the views fold the last events, and exits 0.
+///
+/// Method: start the binary on 127.0.0.1 port 0 and read the address it
+/// bound from its log; wait for its "views caught up" line; four clients
+/// award points as fast as they can; after 200 acknowledgements send
+/// SIGTERM; let every client call finish; then open the data directory and
+/// check each acknowledged command at the position it was told, and both
+/// views' checkpoints at the head. The server logs JSON (`--log-format
+/// json`): every line must parse, and commands carry their call span with
+/// program, member and position.
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_answers_every_caller_and_loses_nothing() {
@@ -511,7 +515,7 @@ fn the_client_drives_the_common_calls() {
     assert_eq!(state["lifetime"]["transferred_out"], 20);
     let page = ok(&["statement", "ada", "--page-size", "2"]);
     assert_eq!(page["lines"].as_array().map(Vec::len), Some(2));
-        // Newest first: the transfer's debit, the first of its two events.
+    // Newest first: the transfer's debit, the first of its two events.
     assert_eq!(page["lines"][0]["position"], sent["first_position"]);
     assert_eq!(page["lines"][1]["position"], adjusted["position"]);
     let token = page["next_page_token"].as_str().expect("token").to_owned();
@@ -558,6 +562,247 @@ fn the_client_drives_the_common_calls() {
     assert_eq!(code, 0);
     assert!(text.contains("available: 45"), "{text}");
     server.stop();
+}
+
+/// Microseconds of an RFC 3339 time.
+fn at(text: &str) -> Option<prost_types::Timestamp> {
+    Some(timestamp(
+        ledger_server::export::parse_time("at", text).expect("time"),
+    ))
+}
+
+/// Goal: a member's life from enrolment to expiry through the real binary,
+/// with the server's own scheduler doing the time-driven work. Method: the
+/// commands are dated a year back (business time may be in the past), so
+/// the purchase's points have matured and every lot has passed its expiry
+/// (end of the 12th month after the month earned) by the time they are
+/// written; an Audit subscription waits for the scheduler's expiry event,
+/// then a read at that position checks the balance and lifetime totals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_members_life_from_enrolment_to_expiry() {
+    use ledger_server::pb::audit_client::AuditClient;
+    use prost::Message;
+    let server = Ledgerd::start(&[]);
+    let target = format!("http://{}", server.addr);
+    let mut ledger = LedgerClient::connect(target.clone())
+        .await
+        .expect("connect");
+    let mut audit = AuditClient::connect(target).await.expect("connect");
+    let common = |key: &str, when: &str| (key.to_owned(), at(when));
+    let (key, occurred_at) = common("e1", "2025-10-01T10:00:00Z");
+    ledger
+        .enroll(pb::EnrollRequest {
+            program_id: "default".into(),
+            member_id: "ada".into(),
+            idempotency_key: key,
+            occurred_at,
+            ..Default::default()
+        })
+        .await
+        .expect("enroll");
+    let (key, occurred_at) = common("p1", "2025-10-02T10:00:00Z");
+    let bought = ledger
+        .record_purchase(pb::RecordPurchaseRequest {
+            program_id: "default".into(),
+            member_id: "ada".into(),
+            idempotency_key: key,
+            occurred_at,
+            order_id: "o1".into(),
+            spend: Some(ledger_core::pb::Money {
+                minor_units: 2_500,
+                currency: "USD".into(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("purchase")
+        .into_inner();
+    assert_eq!(bought.balance.expect("balance").pending, 25);
+    let (key, occurred_at) = common("a1", "2025-10-03T10:00:00Z");
+    ledger
+        .award_points(pb::AwardPointsRequest {
+            program_id: "default".into(),
+            member_id: "ada".into(),
+            idempotency_key: key,
+            occurred_at,
+            reason: "welcome".into(),
+            points: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("award");
+    // Forty days on, the purchase's points have matured: the redemption
+    // draws on both lots.
+    let (key, occurred_at) = common("r1", "2025-11-12T10:00:00Z");
+    let redeemed = ledger
+        .redeem(pb::RedeemRequest {
+            program_id: "default".into(),
+            member_id: "ada".into(),
+            idempotency_key: key,
+            occurred_at,
+            redemption_id: "r1".into(),
+            points: 10,
+            ..Default::default()
+        })
+        .await
+        .expect("redeem")
+        .into_inner();
+    let balance = redeemed.balance.expect("balance");
+    assert_eq!((balance.available, balance.pending), (115, 0));
+
+    // The scheduler expires what is left on 2026-11-01 (due already).
+    let mut records = audit
+        .subscribe(pb::SubscribeRequest { from_position: 1 })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let expired_at = loop {
+        let record = records
+            .message()
+            .await
+            .expect("subscription")
+            .expect("the stream stays open");
+        let event = ledger_core::pb::EventRecord::decode(record.record.as_slice()).expect("decode");
+        let kind = event
+            .event
+            .as_ref()
+            .map_or("", ledger_server::export::event_name);
+        if kind == "PointsExpired" && event.stream == "member/default/ada" {
+            break record.position;
+        }
+    };
+    let state = ledger
+        .get_balance(pb::GetBalanceRequest {
+            program_id: "default".into(),
+            member_id: "ada".into(),
+            min_position: expired_at,
+        })
+        .await
+        .expect("balance")
+        .into_inner();
+    let balance = state.balance.expect("balance");
+    let lifetime = state.lifetime.expect("lifetime");
+    assert_eq!(
+        (balance.available, balance.pending, balance.debt),
+        (0, 0, 0)
+    );
+    assert_eq!(
+        (
+            lifetime.earned,
+            lifetime.awarded,
+            lifetime.redeemed,
+            lifetime.expired
+        ),
+        (25, 100, 10, 115)
+    );
+    assert_eq!(state.open_lots, 0);
+    let statement = ledger
+        .get_statement(pb::GetStatementRequest {
+            program_id: "default".into(),
+            member_id: "ada".into(),
+            min_position: expired_at,
+            page_size: 10,
+            page_token: String::new(),
+        })
+        .await
+        .expect("statement")
+        .into_inner();
+    let kinds: Vec<&str> = statement
+        .lines
+        .iter()
+        .map(|line| line.kind.as_str())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"expired"), "{kinds:?}");
+    server.stop();
+}
+
+/// Goal: concurrent redemptions on one member over the network never
+/// overdraw. Method: 100 points, eight clients redeeming 7 points each as
+/// fast as they can until refused; the acknowledged redemptions add up to
+/// at most 100, and the balance left is 100 minus what they took.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_redeems_over_the_network_never_overdraw() {
+    let server = Ledgerd::start(&[]);
+    let client = LedgerClient::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect");
+    client
+        .clone()
+        .award_points(pb::AwardPointsRequest {
+            program_id: "default".into(),
+            member_id: "hot".into(),
+            idempotency_key: "seed".into(),
+            occurred_at: Some(timestamp(now_us())),
+            reason: "seed".into(),
+            points: 100,
+            ..Default::default()
+        })
+        .await
+        .expect("seed");
+    let mut tasks = Vec::new();
+    for task in 0..8 {
+        let mut client = client.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut taken = Vec::new();
+            for index in 0.. {
+                let key = format!("r{task}-{index}");
+                let answer = client
+                    .redeem(pb::RedeemRequest {
+                        program_id: "default".into(),
+                        member_id: "hot".into(),
+                        idempotency_key: key.clone(),
+                        occurred_at: Some(timestamp(now_us())),
+                        redemption_id: key,
+                        points: 7,
+                        ..Default::default()
+                    })
+                    .await;
+                match answer {
+                    Ok(answer) => {
+                        let balance = answer.into_inner().balance.expect("balance");
+                        assert!(balance.available >= 0, "overdrawn: {balance:?}");
+                        taken.push(7);
+                    }
+                    Err(status) => {
+                        assert_eq!(status.code(), tonic::Code::FailedPrecondition, "{status:?}");
+                        return taken;
+                    }
+                }
+            }
+            taken
+        }));
+    }
+    let mut taken = 0;
+    for task in tasks {
+        taken += task.await.expect("client").iter().sum::<i64>();
+    }
+    // 14 redemptions of 7 fit in 100; the 15th cannot.
+    assert_eq!(taken, 98);
+    let head = audit_head(&server).await;
+    let state = client
+        .clone()
+        .get_balance(pb::GetBalanceRequest {
+            program_id: "default".into(),
+            member_id: "hot".into(),
+            min_position: head,
+        })
+        .await
+        .expect("balance")
+        .into_inner();
+    assert_eq!(state.balance.expect("balance").available, 100 - taken);
+    server.stop();
+}
+
+/// The durable head of a running server.
+async fn audit_head(server: &Ledgerd) -> u64 {
+    ledger_server::pb::audit_client::AuditClient::connect(format!("http://{}", server.addr))
+        .await
+        .expect("connect")
+        .get_head(pb::GetHeadRequest {})
+        .await
+        .expect("head")
+        .into_inner()
+        .position
 }
 
 fn now_us() -> i64 {
