@@ -984,6 +984,8 @@ fn arb_rules(currency: &'static str) -> impl Strategy<Value = ProgramRules> {
                 bonus_points_pending: bonus_pending,
                 min_redeem_points: min_redeem,
                 return_policy: policy,
+                utc_offset_minutes: 0,
+                rfm_window_days: 0,
             }
         },
     )

@@ -55,6 +55,14 @@ pub const LOT_EXPIRY_DAYS_MAX: u32 = 36_600;
 pub const LOT_EXPIRY_MONTHS_MAX: u32 = 1_200;
 /// Whole-balance expiry after this many days without an earn or a redeem.
 pub const INACTIVITY_EXPIRY_DAYS_MAX: u32 = 36_600;
+/// Reporting offset from UTC, minutes: UTC-12:00 ..= UTC+14:00.
+pub const UTC_OFFSET_MINUTES_MIN: i32 = -720;
+/// See [`UTC_OFFSET_MINUTES_MIN`].
+pub const UTC_OFFSET_MINUTES_MAX: i32 = 840;
+/// RFM window, days (ten years).
+pub const RFM_WINDOW_DAYS_MAX: u32 = 3_660;
+/// RFM window when the rules leave it 0.
+pub const RFM_WINDOW_DAYS_DEFAULT: u32 = 365;
 /// Rolling tier window.
 pub const TIER_WINDOW_DAYS_MAX: u32 = 1_098;
 /// Days of qualifying history a member keeps, counted back from the earlier

@@ -243,6 +243,8 @@ impl From<&ProgramRules> for pb::ProgramRules {
             bonus_points_pending: raw.bonus_points_pending,
             min_redeem_points: raw.min_redeem_points,
             return_policy: shortfall_policy_to_pb(raw.return_policy),
+            utc_offset_minutes: raw.utc_offset_minutes,
+            rfm_window_days: raw.rfm_window_days,
         }
     }
 }
@@ -284,6 +286,8 @@ impl TryFrom<&pb::ProgramRules> for ProgramRules {
             bonus_points_pending: raw.bonus_points_pending,
             min_redeem_points: raw.min_redeem_points,
             return_policy: shortfall_policy_from_pb(raw.return_policy, "return_policy")?,
+            utc_offset_minutes: raw.utc_offset_minutes,
+            rfm_window_days: raw.rfm_window_days,
         })
     }
 }

@@ -89,6 +89,8 @@ pub fn default_rules() -> ProgramRules {
         bonus_points_pending: false,
         min_redeem_points: 1,
         return_policy: ShortfallPolicy::Forfeit,
+        utc_offset_minutes: 0,
+        rfm_window_days: 0,
     }
 }
 

@@ -10,8 +10,8 @@ use super::money::Currency;
 use super::points::Points;
 use super::text::check_text;
 use super::time::{
-    US_PER_DAY, add_days_us, day_of, end_of_month_after_us, start_of_day_us, start_of_next_year_us,
-    start_of_year_us,
+    US_PER_DAY, add_days_us, day_of, end_of_month_after_us, report_day_of, start_of_day_us,
+    start_of_next_year_us, start_of_year_us,
 };
 use crate::error::FieldReason;
 use crate::limits::{
@@ -19,8 +19,9 @@ use crate::limits::{
     LOT_EXPIRY_MONTHS_MAX, MULTIPLIER_BPS_MAX, PENDING_DAYS_MAX, POINT_VALUE_MINOR_UNITS_MAX,
     POINT_VALUE_PER_POINTS_MAX, POINTS_PER_COMMAND_MAX, PROGRAM_CAMPAIGNS_MAX,
     PROGRAM_NAME_BYTES_MAX, PROGRAM_TIERS_MAX, PURCHASE_TAGS_MAX, REFERENCE_BYTES_MAX,
-    SPEND_MINOR_UNITS_MAX, TAG_BYTES_MAX, TIER_NAME_BYTES_MAX, TIER_THRESHOLD_MAX,
-    TIER_WINDOW_DAYS_MAX,
+    RFM_WINDOW_DAYS_DEFAULT, RFM_WINDOW_DAYS_MAX, SPEND_MINOR_UNITS_MAX, TAG_BYTES_MAX,
+    TIER_NAME_BYTES_MAX, TIER_THRESHOLD_MAX, TIER_WINDOW_DAYS_MAX, UTC_OFFSET_MINUTES_MAX,
+    UTC_OFFSET_MINUTES_MIN,
 };
 
 /// Basis points that mean 1x: a multiplier of `ONE_X_BPS` leaves points as
@@ -70,6 +71,10 @@ pub struct ProgramRules {
     pub min_redeem_points: i64,
     /// What a return does when the points to claw back were already spent.
     pub return_policy: ShortfallPolicy,
+    /// Reporting days begin at this offset from UTC, in minutes (0 = UTC).
+    pub utc_offset_minutes: i32,
+    /// RFM window in days; 0 = [`RFM_WINDOW_DAYS_DEFAULT`].
+    pub rfm_window_days: u32,
 }
 
 /// `pointsledger.v1.Rounding`.
@@ -265,6 +270,8 @@ impl ProgramRules {
             bonus_points_pending: false,
             min_redeem_points: 0,
             return_policy: ShortfallPolicy::Forfeit,
+            utc_offset_minutes: 0,
+            rfm_window_days: 0,
         }
     }
 }
@@ -297,6 +304,18 @@ impl Rules {
         let campaigns = check_campaigns(&raw.campaigns, &raw.tiers)?;
         let lot_expiry = check_lot_expiry(raw.lot_expiry)?;
         let return_policy = check_redeem_and_return(raw)?;
+        check_range(
+            "utc_offset_minutes",
+            raw.utc_offset_minutes.into(),
+            UTC_OFFSET_MINUTES_MIN.into(),
+            UTC_OFFSET_MINUTES_MAX.into(),
+        )?;
+        check_range(
+            "rfm_window_days",
+            raw.rfm_window_days.into(),
+            0,
+            RFM_WINDOW_DAYS_MAX.into(),
+        )?;
         Ok(Rules {
             raw: raw.clone(),
             currency,
@@ -312,6 +331,20 @@ impl Rules {
     /// The raw rules these were built from (what the log carries).
     pub fn raw(&self) -> &ProgramRules {
         &self.raw
+    }
+
+    /// The reporting day (days since 1970-01-01 at the program's UTC
+    /// offset) that contains instant `us`.
+    pub fn report_day_of(&self, us: i64) -> i64 {
+        report_day_of(us, self.raw.utc_offset_minutes)
+    }
+
+    /// The RFM window in days (the default when the rules leave it 0).
+    pub fn rfm_window_days(&self) -> u32 {
+        match self.raw.rfm_window_days {
+            0 => RFM_WINDOW_DAYS_DEFAULT,
+            days => days,
+        }
     }
 
     /// The program currency.

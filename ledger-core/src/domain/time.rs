@@ -32,6 +32,17 @@ pub fn day_of(us: i64) -> i64 {
     us.div_euclid(US_PER_DAY)
 }
 
+/// The reporting day containing instant `us` for a program whose days begin
+/// at `utc_offset_minutes` from UTC: days since 1970-01-01 in that offset.
+pub fn report_day_of(us: i64, utc_offset_minutes: i32) -> i64 {
+    day_of(us.saturating_add(i64::from(utc_offset_minutes).saturating_mul(60_000_000)))
+}
+
+/// The first instant (UTC µs) of reporting day `day` at `utc_offset_minutes`.
+pub fn start_of_report_day_us(day: i64, utc_offset_minutes: i32) -> i64 {
+    start_of_day_us(day).saturating_sub(i64::from(utc_offset_minutes).saturating_mul(60_000_000))
+}
+
 /// The first microsecond of day number `day`.
 pub fn start_of_day_us(day: i64) -> i64 {
     day.saturating_mul(US_PER_DAY)

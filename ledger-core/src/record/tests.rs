@@ -14,8 +14,9 @@ use crate::limits::{
     BUSINESS_TIME_US_MAX, EARN_RATE_BPS_MAX, INACTIVITY_EXPIRY_DAYS_MAX, LOT_EXPIRY_DAYS_MAX,
     LOT_EXPIRY_MONTHS_MAX, MEMBER_ID_BYTES_MAX, MULTIPLIER_BPS_MAX, PENDING_DAYS_MAX,
     POINT_VALUE_MINOR_UNITS_MAX, POINT_VALUE_PER_POINTS_MAX, POINTS_PER_COMMAND_MAX,
-    PROGRAM_CAMPAIGNS_MAX, PROGRAM_TIERS_MAX, PURCHASE_TAGS_MAX, SPEND_MINOR_UNITS_MAX,
-    TIER_THRESHOLD_MAX, TIER_WINDOW_DAYS_MAX,
+    PROGRAM_CAMPAIGNS_MAX, PROGRAM_TIERS_MAX, PURCHASE_TAGS_MAX, RFM_WINDOW_DAYS_MAX,
+    SPEND_MINOR_UNITS_MAX, TIER_THRESHOLD_MAX, TIER_WINDOW_DAYS_MAX, UTC_OFFSET_MINUTES_MAX,
+    UTC_OFFSET_MINUTES_MIN,
 };
 use proptest::prelude::*;
 use proptest::sample::select;
@@ -362,7 +363,12 @@ fn valid_rules() -> impl Strategy<Value = ProgramRules> {
             0..=PENDING_DAYS_MAX,
             any::<bool>(),
         ),
-        (0..=POINTS_PER_COMMAND_MAX, select(policies.to_vec())),
+        (
+            0..=POINTS_PER_COMMAND_MAX,
+            select(policies.to_vec()),
+            UTC_OFFSET_MINUTES_MIN..=UTC_OFFSET_MINUTES_MAX,
+            0..=RFM_WINDOW_DAYS_MAX,
+        ),
     );
     (base, any_tiers()).prop_flat_map(|(base, tiers)| {
         let names: Vec<String> = tiers.iter().map(|tier| tier.name.clone()).collect();
@@ -379,7 +385,7 @@ fn valid_rules() -> impl Strategy<Value = ProgramRules> {
                 (point_value_per_points, tier_measure),
                 (tier_window_days, tier_soft_landing, lot_expiry),
                 (inactivity_expiry_days, pending_days, bonus_points_pending),
-                (min_redeem_points, return_policy),
+                (min_redeem_points, return_policy, utc_offset_minutes, rfm_window_days),
             ) = base;
             ProgramRules {
                 name,
@@ -399,6 +405,8 @@ fn valid_rules() -> impl Strategy<Value = ProgramRules> {
                 bonus_points_pending,
                 min_redeem_points,
                 return_policy,
+                utc_offset_minutes,
+                rfm_window_days,
             }
         })
     })

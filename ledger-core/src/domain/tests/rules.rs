@@ -139,7 +139,22 @@ fn validation_errors_name_the_field() {
     raw.tier_window_days = 5_000;
     assert_eq!(invalid_field(&raw).0, "tier_window_days");
     raw.tier_window_days = 365;
-    assert!(Rules::from_raw(&raw).is_ok());
+    for offset in [-721, 841] {
+        raw.utc_offset_minutes = offset;
+        assert_eq!(invalid_field(&raw).0, "utc_offset_minutes");
+    }
+    raw.utc_offset_minutes = 330;
+    raw.rfm_window_days = 3_661;
+    assert_eq!(invalid_field(&raw).0, "rfm_window_days");
+    raw.rfm_window_days = 0;
+    let rules = Rules::from_raw(&raw).expect("valid");
+    assert_eq!(rules.rfm_window_days(), 365);
+    // 2026-03-01T20:00Z is already March 2 at UTC+05:30.
+    let evening_utc = 1_772_395_200_000_000;
+    assert_eq!(
+        rules.report_day_of(evening_utc),
+        crate::domain::time::day_of(evening_utc) + 1
+    );
 }
 
 #[test]
