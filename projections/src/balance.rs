@@ -11,7 +11,12 @@
 //! - `'s' || S || 0 || ordered(effective_at_us) || be_u64(position)` ->
 //!   [`StatementLine`]. A member's effective time never goes backwards, so
 //!   this order is also the log order, and the balance as of a time is one
-//!   seek to the last line at or before it.
+//!   seek to the last line at or before it;
+//! - `'t' || P` -> [`ProgramTotals`]: the sum of the program's member rows
+//!   (what the liability view's closing figure is checked against);
+//! - `'x' || P || 0 || ordered(expires_at_us) || M || 0 || be_u64(lot_id)`
+//!   -> points left (i64) in a lot that expires, while it has any: the
+//!   expiry calendar of the program (`P` the program id, `M` the member id).
 //!
 //! The fold mirrors the domain's `apply` from the events alone (every event
 //! carries its resolved lots and draws); it checks after every event that
@@ -22,7 +27,7 @@ use crate::Answer;
 use crate::error::{QueryError, ViewError};
 use crate::event::LogEvent;
 use crate::rows::{
-    RowWriter, ViewSnapshot, decode, i64_ordered, push_i64_ordered, read_i64_ordered,
+    Dirty, RowWriter, ViewSnapshot, cached, decode, i64_ordered, push_i64_ordered, read_i64_ordered,
 };
 use crate::runtime::{Projection, ViewKind};
 use ledger_core::domain::{EventKind, ExpiryReason, Lot, LotDraw, Points, ReturnPolicy};
@@ -117,6 +122,28 @@ impl MemberBalance {
     }
 
     fn total(&self) -> Option<i64> {
+        self.available
+            .checked_add(self.pending)?
+            .checked_sub(self.debt)
+    }
+}
+
+/// The sum of a program's member rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProgramTotals {
+    /// Members with a row (enrolled, or touched by an event).
+    pub members: u64,
+    /// Points in available lots.
+    pub available: i64,
+    /// Points in pending lots.
+    pub pending: i64,
+    /// Debt.
+    pub debt: i64,
+}
+
+impl ProgramTotals {
+    /// What the program owes in points: available + pending - debt.
+    pub fn outstanding(&self) -> Option<i64> {
         self.available
             .checked_add(self.pending)?
             .checked_sub(self.debt)
@@ -237,6 +264,9 @@ struct Cached {
     dirty_lots: Vec<u64>,
     /// In the projection's dirty list.
     listed: bool,
+    /// Counted in its program's members (its row was stored, or this chunk
+    /// counted it).
+    counted: bool,
 }
 
 /// The balance projection.
@@ -245,6 +275,8 @@ pub struct BalanceProjection {
     members: HashMap<String, Cached>,
     /// Members changed in this chunk.
     dirty: Vec<String>,
+    /// Program totals, by program id.
+    programs: HashMap<String, Dirty<ProgramTotals>>,
 }
 
 fn member_key(stream: &str) -> Vec<u8> {
@@ -264,6 +296,30 @@ fn member_prefix(kind: u8, stream: &str) -> Vec<u8> {
 
 fn lot_key(stream: &str, lot_id: u64) -> Vec<u8> {
     let mut key = member_prefix(b'l', stream);
+    key.extend_from_slice(&lot_id.to_be_bytes());
+    key
+}
+
+fn program_key(program_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(1 + program_id.len());
+    key.push(b't');
+    key.extend_from_slice(program_id.as_bytes());
+    key
+}
+
+fn expiry_prefix(program_id: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + program_id.len() + 8);
+    key.push(b'x');
+    key.extend_from_slice(program_id.as_bytes());
+    key.push(0);
+    key
+}
+
+fn expiry_key(program_id: &str, expires_at_us: i64, member_id: &str, lot_id: u64) -> Vec<u8> {
+    let mut key = expiry_prefix(program_id);
+    push_i64_ordered(&mut key, expires_at_us);
+    key.extend_from_slice(member_id.as_bytes());
+    key.push(0);
     key.extend_from_slice(&lot_id.to_be_bytes());
     key
 }
@@ -463,13 +519,14 @@ impl BalanceProjection {
         // Looked up by reference first: most events find their member cached,
         // and the key is cloned only to insert.
         if !self.members.contains_key(&event.stream) {
-            let row = rows
-                .get_value(&member_key(&event.stream), "member balance")?
-                .unwrap_or_else(|| MemberBalance {
-                    program_id: event.program_id.clone(),
-                    member_id: member_id.to_owned(),
-                    ..MemberBalance::default()
-                });
+            let stored: Option<MemberBalance> =
+                rows.get_value(&member_key(&event.stream), "member balance")?;
+            let counted = stored.is_some();
+            let row = stored.unwrap_or_else(|| MemberBalance {
+                program_id: event.program_id.clone(),
+                member_id: member_id.to_owned(),
+                ..MemberBalance::default()
+            });
             self.members.insert(
                 event.stream.clone(),
                 Cached {
@@ -477,6 +534,7 @@ impl BalanceProjection {
                     lots: HashMap::new(),
                     dirty_lots: Vec::new(),
                     listed: false,
+                    counted,
                 },
             );
         }
@@ -500,6 +558,8 @@ impl Projection for BalanceProjection {
         let position = event.position;
         let member = self.load(rows, event, member_id)?;
         let before = member.row.total();
+        let parts_before = (member.row.available, member.row.pending, member.row.debt);
+        let newly_counted = !std::mem::replace(&mut member.counted, true);
         let now_us = member.row.effective_at_us.max(event.event.occurred_at_us);
         member.row.effective_at_us = now_us;
         member.row.stream_version = event.stream_version;
@@ -709,6 +769,30 @@ impl Projection for BalanceProjection {
                 &line,
             );
         }
+        let parts_after = (row.available, row.pending, row.debt);
+        let totals = cached(
+            &mut self.programs,
+            rows,
+            event.program_id.clone(),
+            &program_key(&event.program_id),
+            "program totals",
+            ProgramTotals::default,
+        )?;
+        if newly_counted {
+            totals.members += 1;
+        }
+        let moved = |total: i64, before: i64, after: i64, what: &str| {
+            checked(
+                after
+                    .checked_sub(before)
+                    .and_then(|delta| total.checked_add(delta)),
+                what,
+                position,
+            )
+        };
+        totals.available = moved(totals.available, parts_before.0, parts_after.0, "available")?;
+        totals.pending = moved(totals.pending, parts_before.1, parts_after.1, "pending")?;
+        totals.debt = moved(totals.debt, parts_before.2, parts_after.2, "debt")?;
         Ok(())
     }
 
@@ -725,12 +809,30 @@ impl Projection for BalanceProjection {
                         &[b"l", stream.as_bytes(), &[0], &lot_id.to_be_bytes()],
                         lot,
                     );
+                    if let Some(expires_at_us) = lot.expires_at_us {
+                        let key = expiry_key(
+                            &member.row.program_id,
+                            expires_at_us,
+                            &member.row.member_id,
+                            lot_id,
+                        );
+                        if lot.remaining > 0 {
+                            rows.put_value(&key, &lot.remaining);
+                        } else {
+                            rows.delete(&key);
+                        }
+                    }
                     // Used-up lots are on disk; a cancel that reopens one
                     // reads it back.
                     if lot.remaining == 0 {
                         member.lots.remove(&lot_id);
                     }
                 }
+            }
+        }
+        for (program_id, totals) in &mut self.programs {
+            if std::mem::take(&mut totals.dirty) {
+                rows.put_value(&program_key(program_id), &totals.value);
             }
         }
         if self.members.len() > CACHED_MEMBERS_MAX {
@@ -741,6 +843,7 @@ impl Projection for BalanceProjection {
     fn reset(&mut self) {
         self.members.clear();
         self.dirty.clear();
+        self.programs.clear();
     }
 }
 
@@ -770,6 +873,117 @@ pub fn get_balance(
     Ok(Answer {
         position: view.position(),
         value: member_row(&view, &stream)?,
+    })
+}
+
+/// The sum of a program's member rows (zeros when it has none).
+pub fn program_totals(
+    store: &ledger_core::store::Store,
+    program_id: &ProgramId,
+) -> Result<Answer<ProgramTotals>, QueryError> {
+    let view = snapshot(store)?;
+    Ok(Answer {
+        position: view.position(),
+        value: view
+            .get_value(&program_key(program_id.as_str()), "program totals")?
+            .unwrap_or_default(),
+    })
+}
+
+/// Points due to expire, from the program's open lots.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiring {
+    /// The instant the horizons count from.
+    pub as_of_us: i64,
+    /// Points in lots whose expiry is at or before `as_of_us` and which the
+    /// scheduler has not expired yet.
+    pub overdue: i64,
+    /// `(days, points)`: points in lots expiring after `as_of_us` and at or
+    /// before `as_of_us + days`, for each horizon asked, in the order asked.
+    pub within: Vec<(u32, i64)>,
+    /// The members with the most points expiring by the longest horizon
+    /// (overdue included), most first, then by member id.
+    pub top: Vec<ExpiringMember>,
+}
+
+/// A member's points expiring by a horizon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiringMember {
+    /// The member.
+    pub member_id: String,
+    /// Points expiring.
+    pub points: i64,
+    /// The earliest expiry among them.
+    pub first_expiry_us: i64,
+}
+
+/// Points of `program_id` due to expire within each of `horizons_days` of
+/// `as_of_us`, and the `top` members by points expiring within the longest
+/// horizon. One scan of the program's expiry calendar up to that horizon.
+pub fn expiring_points(
+    store: &ledger_core::store::Store,
+    program_id: &ProgramId,
+    as_of_us: i64,
+    horizons_days: &[u32],
+    top: usize,
+) -> Result<Answer<Expiring>, QueryError> {
+    let view = snapshot(store)?;
+    let longest = horizons_days.iter().copied().max().unwrap_or(0);
+    let until_us = ledger_core::domain::time::add_days_us(as_of_us, i64::from(longest));
+    let prefix = expiry_prefix(program_id.as_str());
+    let mut overdue: i64 = 0;
+    let mut within = vec![0i64; horizons_days.len()];
+    let mut by_member: HashMap<String, (i64, i64)> = HashMap::new();
+    let overflow = || ViewError::row("expiry calendar", "points overflow");
+    view.scan(&prefix, &prefix, false, |rest, value| {
+        let (Some(expires_bytes), Some(member_and_lot)) = (rest.get(..8), rest.get(8..)) else {
+            return Err(ViewError::row("expiry calendar", "key too short"));
+        };
+        let expires_at_us = read_i64_ordered(expires_bytes)
+            .ok_or_else(|| ViewError::row("expiry calendar", "bad time"))?;
+        if expires_at_us > until_us {
+            return Ok(false);
+        }
+        let points: i64 = decode(value, "expiring lot")?;
+        if expires_at_us <= as_of_us {
+            overdue = overdue.checked_add(points).ok_or_else(overflow)?;
+        }
+        for (total, days) in within.iter_mut().zip(horizons_days) {
+            let horizon = ledger_core::domain::time::add_days_us(as_of_us, i64::from(*days));
+            if expires_at_us > as_of_us && expires_at_us <= horizon {
+                *total = total.checked_add(points).ok_or_else(overflow)?;
+            }
+        }
+        let member_len = member_and_lot.len().saturating_sub(9);
+        let member = String::from_utf8_lossy(member_and_lot.get(..member_len).unwrap_or(&[]));
+        let entry = by_member
+            .entry(member.into_owned())
+            .or_insert((0, expires_at_us));
+        entry.0 = entry.0.checked_add(points).ok_or_else(overflow)?;
+        Ok(true)
+    })?;
+    let mut members: Vec<ExpiringMember> = by_member
+        .into_iter()
+        .map(|(member_id, (points, first_expiry_us))| ExpiringMember {
+            member_id,
+            points,
+            first_expiry_us,
+        })
+        .collect();
+    members.sort_by(|a, b| {
+        b.points
+            .cmp(&a.points)
+            .then_with(|| a.member_id.cmp(&b.member_id))
+    });
+    members.truncate(top);
+    Ok(Answer {
+        position: view.position(),
+        value: Expiring {
+            as_of_us,
+            overdue,
+            within: horizons_days.iter().copied().zip(within).collect(),
+            top: members,
+        },
     })
 }
 

@@ -23,6 +23,8 @@ use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 
 const ACTIVE: u8 = b'a';
 const CHECKPOINT: u8 = b'c';
@@ -273,6 +275,37 @@ impl<'a> RowWriter<'a> {
         }
         Ok(())
     }
+}
+
+/// A cached row and whether this chunk changed it.
+pub struct Dirty<T> {
+    /// The row.
+    pub value: T,
+    /// Changed since the last flush.
+    pub dirty: bool,
+}
+
+/// Reads a row into `cache` (or starts it from `fresh`) and marks it dirty.
+pub fn cached<'c, K: std::hash::Hash + Eq, T: serde::de::DeserializeOwned>(
+    cache: &'c mut HashMap<K, Dirty<T>>,
+    rows: &RowWriter<'_>,
+    key: K,
+    row_key: &[u8],
+    what: &str,
+    fresh: impl FnOnce() -> T,
+) -> Result<&'c mut T, ViewError> {
+    let entry = match cache.entry(key) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => {
+            let value = rows.get_value(row_key, what)?.unwrap_or_else(fresh);
+            entry.insert(Dirty {
+                value,
+                dirty: false,
+            })
+        }
+    };
+    entry.dirty = true;
+    Ok(&mut entry.value)
 }
 
 /// A consistent read of one projection's active generation: the checkpoint

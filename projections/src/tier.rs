@@ -17,7 +17,7 @@
 use crate::Answer;
 use crate::error::{QueryError, ViewError};
 use crate::event::LogEvent;
-use crate::rows::{RowWriter, ViewSnapshot, decode, push_i64_ordered};
+use crate::rows::{Dirty, RowWriter, ViewSnapshot, cached, decode, push_i64_ordered};
 use crate::runtime::{Projection, ViewKind};
 use ledger_core::domain::time::{day_of, start_of_day_us};
 use ledger_core::domain::{EventKind, ProgramRules, QualifyingMeasure, Rules, TierChangeReason};
@@ -25,7 +25,6 @@ use ledger_core::ids::{MemberId, ProgramId, StreamName};
 use ledger_core::store::Store;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-use std::collections::hash_map::Entry;
 
 /// Entries kept decoded between chunks; beyond it the caches are cleared
 /// after a chunk is written.
@@ -113,35 +112,6 @@ fn count_key(program_id: &str, tier: &str) -> Vec<u8> {
     let mut key = prefixed(b'n', program_id);
     key.extend_from_slice(tier.as_bytes());
     key
-}
-
-/// A cached row and whether this chunk changed it.
-struct Dirty<T> {
-    value: T,
-    dirty: bool,
-}
-
-/// Reads a row into `cache` (or starts it from `fresh`) and marks it dirty.
-fn cached<'c, K: std::hash::Hash + Eq, T: serde::de::DeserializeOwned>(
-    cache: &'c mut HashMap<K, Dirty<T>>,
-    rows: &RowWriter<'_>,
-    key: K,
-    row_key: &[u8],
-    what: &str,
-    fresh: impl FnOnce() -> T,
-) -> Result<&'c mut T, ViewError> {
-    let entry = match cache.entry(key) {
-        Entry::Occupied(entry) => entry.into_mut(),
-        Entry::Vacant(entry) => {
-            let value = rows.get_value(row_key, what)?.unwrap_or_else(fresh);
-            entry.insert(Dirty {
-                value,
-                dirty: false,
-            })
-        }
-    };
-    entry.dirty = true;
-    Ok(&mut entry.value)
 }
 
 /// The tier projection.

@@ -74,6 +74,40 @@ pub fn days_from_civil(date: CivilDate) -> i64 {
         .saturating_sub(DAYS_0000_03_01_TO_EPOCH)
 }
 
+/// The day number of an ISO 8601 calendar date `YYYY-MM-DD` (years
+/// 1970..=9999); `None` when it is not one, or names a day that does not
+/// exist (2026-02-30).
+pub fn parse_date(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let digits = |range: std::ops::Range<usize>| -> Option<u32> {
+        let part = text.get(range)?;
+        if part.bytes().all(|b| b.is_ascii_digit()) {
+            part.parse().ok()
+        } else {
+            None
+        }
+    };
+    if bytes.len() != 10 || bytes.get(4) != Some(&b'-') || bytes.get(7) != Some(&b'-') {
+        return None;
+    }
+    let date = CivilDate {
+        year: i64::from(digits(0..4)?),
+        month: digits(5..7)?,
+        day: digits(8..10)?,
+    };
+    if date.year < 1970 || !(1..=12).contains(&date.month) || !(1..=31).contains(&date.day) {
+        return None;
+    }
+    let day = days_from_civil(date);
+    (civil_from_days(day) == date).then_some(day)
+}
+
+/// A day number as `YYYY-MM-DD`.
+pub fn format_date(day: i64) -> String {
+    let date = civil_from_days(day);
+    format!("{:04}-{:02}-{:02}", date.year, date.month, date.day)
+}
+
 /// Hinnant's `civil_from_days`: the civil date of a day number.
 pub fn civil_from_days(day: i64) -> CivilDate {
     let shifted = day.saturating_add(DAYS_0000_03_01_TO_EPOCH);
@@ -154,6 +188,30 @@ mod tests {
 
     fn date(year: i64, month: u32, day: u32) -> CivilDate {
         CivilDate { year, month, day }
+    }
+
+    #[test]
+    fn dates_parse_strictly_and_format_back() {
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2024-02-29"), Some(19_782));
+        assert_eq!(format_date(19_782), "2024-02-29");
+        for bad in [
+            "",
+            "2024-2-29",
+            "2023-02-29",
+            "2024-13-01",
+            "2024-00-10",
+            "1969-12-31",
+            "2024/02/29",
+            "+024-02-29",
+            "2024-02-29T",
+            "２０２４-02-29",
+        ] {
+            assert_eq!(parse_date(bad), None, "{bad:?}");
+        }
+        for day in [0, 10_000, 20_000, 2_932_896] {
+            assert_eq!(parse_date(&format_date(day)), Some(day));
+        }
     }
 
     #[test]
