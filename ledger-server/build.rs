@@ -11,6 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "../proto/pointsledger/v1/audit.proto",
         "../proto/pointsledger/v1/ledger.proto",
         "../proto/pointsledger/v1/admin.proto",
+        "../proto/pointsledger/v1/reports.proto",
     ];
     for file in services
         .iter()

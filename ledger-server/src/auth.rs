@@ -2,7 +2,7 @@
 //!
 //! With no tokens configured every call is allowed and recorded as
 //! `anonymous` (only loopback serving allows that, see `config`). With
-//! tokens, each call to Ledger, Admin or Audit must carry `authorization:
+//! tokens, each call to Ledger, Reports, Admin or Audit must carry `authorization:
 //! Bearer <token>`; a missing or unknown token is UNAUTHENTICATED, a role
 //! without the right PERMISSION_DENIED. Health and reflection stay open.
 //! Tokens are looked up by their SHA-256, so no comparison of the secret
@@ -36,6 +36,8 @@ pub enum Access {
     Query,
     /// The Audit service.
     Audit,
+    /// The Reports service.
+    Report,
     /// The Admin service.
     Admin,
 }
@@ -45,8 +47,8 @@ impl Access {
         match role {
             Role::Admin => true,
             Role::Writer => matches!(self, Access::Command | Access::Query),
-            Role::Reader => matches!(self, Access::Query),
-            Role::Auditor => matches!(self, Access::Audit | Access::Query),
+            Role::Reader => matches!(self, Access::Query | Access::Report),
+            Role::Auditor => matches!(self, Access::Audit | Access::Query | Access::Report),
         }
     }
 }
@@ -148,14 +150,20 @@ mod tests {
     #[test]
     fn each_role_reaches_what_it_should() {
         let cases = [
-            (Role::Writer, [true, true, false, false]),
-            (Role::Reader, [false, true, false, false]),
-            (Role::Auditor, [false, true, true, false]),
-            (Role::Admin, [true, true, true, true]),
+            (Role::Writer, [true, true, false, false, false]),
+            (Role::Reader, [false, true, false, false, true]),
+            (Role::Auditor, [false, true, true, false, true]),
+            (Role::Admin, [true, true, true, true, true]),
         ];
         for (role, expected) in cases {
-            let got = [Access::Command, Access::Query, Access::Audit, Access::Admin]
-                .map(|access| access.allowed(role));
+            let accesses = [
+                Access::Command,
+                Access::Query,
+                Access::Audit,
+                Access::Admin,
+                Access::Report,
+            ];
+            let got = accesses.map(|access| access.allowed(role));
             assert_eq!(got, expected, "{role:?}");
         }
     }

@@ -83,7 +83,7 @@ pub enum Role {
     Writer,
     /// Ledger queries and Reports.
     Reader,
-    /// Audit and Ledger queries.
+    /// Audit, Ledger queries and Reports.
     Auditor,
     /// Everything.
     Admin,

@@ -82,7 +82,7 @@ pub fn timestamp_us(
 /// about: a business time, so 1970 up to `BUSINESS_TIME_US_MAX` (the end of
 /// year 9999), as for commands; outside it the views' day arithmetic has no
 /// meaning.
-fn business_time_us(
+pub(crate) fn business_time_us(
     field: &str,
     timestamp: Option<&prost_types::Timestamp>,
 ) -> Result<i64, FieldError> {
@@ -418,26 +418,36 @@ impl LedgerService {
         self.run(parsed).await.map(Response::new)
     }
 
-    /// Waits for `min_position` on `kind`, then runs `query` on the blocking
-    /// pool.
     async fn query<T: Send + 'static>(
         &self,
         kind: ViewKind,
         min_position: u64,
         query: impl FnOnce(&Store) -> Result<T, projections::QueryError> + Send + 'static,
     ) -> Result<T, Status> {
-        if min_position > 0 {
-            self.views
-                .wait_for(kind, min_position, VIEW_WAIT)
-                .await
-                .map_err(|error| status::query(&error))?;
-        }
-        let store = self.store.clone();
-        tokio::task::spawn_blocking(move || query(&store))
-            .await
-            .map_err(|error| Status::unavailable(error.to_string()))?
-            .map_err(|error| status::query(&error))
+        view_query(&self.store, &self.views, kind, min_position, query).await
     }
+}
+
+/// Waits for `min_position` on `kind`, then runs `query` on the blocking
+/// pool; errors are mapped to their status.
+pub(crate) async fn view_query<T: Send + 'static>(
+    store: &Store,
+    views: &Runtime,
+    kind: ViewKind,
+    min_position: u64,
+    query: impl FnOnce(&Store) -> Result<T, projections::QueryError> + Send + 'static,
+) -> Result<T, Status> {
+    if min_position > 0 {
+        views
+            .wait_for(kind, min_position, VIEW_WAIT)
+            .await
+            .map_err(|error| status::query(&error))?;
+    }
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || query(&store))
+        .await
+        .map_err(|error| Status::unavailable(error.to_string()))?
+        .map_err(|error| status::query(&error))
 }
 
 fn ids(program_id: &str, member_id: &str) -> Result<(ProgramId, MemberId), Status> {

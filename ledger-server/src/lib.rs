@@ -10,6 +10,8 @@ pub mod config;
 pub mod export;
 pub mod ledger;
 pub mod metrics;
+pub mod reconcile;
+pub mod reports;
 pub mod server;
 pub mod status;
 

@@ -8,7 +8,11 @@ use ledger_server::config::{self, FileConfig};
 use ledger_server::export::{Format, Selection, parse_time};
 use ledger_server::server::{Bound, ServeOptions};
 use projections::ViewError;
-use projections::runtime::{ViewKind, rebuild_offline};
+use ledger_core::ids::ProgramId;
+use ledger_server::reconcile::ReportFormat;
+use ledger_server::reports;
+use projections::reconcile::Scope;
+use projections::runtime::{ViewKind, catch_up_offline, rebuild_offline};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -73,9 +77,31 @@ enum Commands {
         /// Data directory [default: points-ledger under the user's data dir].
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// One view (balance, tier) [default: every view].
+        /// One view (balance, tier, liability, ...) [default: every view].
         #[arg(long)]
         projection: Option<String>,
+    },
+    /// Recompute the liability roll-forward straight from the log, compare
+    /// it with the liability view and with the sum of member balances, and
+    /// print the report. Brings the views up to the head first (needs the
+    /// data directory to itself: stop the server). Exit 0 when every figure
+    /// ties, 1 naming every difference, 2 when it cannot run.
+    Reconcile {
+        /// Data directory [default: points-ledger under the user's data dir].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// One program [default: every program].
+        #[arg(long)]
+        program: Option<String>,
+        /// First reporting date shown, YYYY-MM-DD [default: the first active day].
+        #[arg(long)]
+        from: Option<String>,
+        /// Last reporting date shown, YYYY-MM-DD [default: the last active day].
+        #[arg(long)]
+        to: Option<String>,
+        /// text, csv or json.
+        #[arg(long, value_enum, default_value_t = ReportFormat::Text)]
+        format: ReportFormat,
     },
     /// Export the log with each record's stored bytes (base64) and chain
     /// hash, by position and/or business time. Works beside a running
@@ -142,6 +168,19 @@ fn main() -> ExitCode {
             to_position,
             from.as_deref(),
             to.as_deref(),
+        ),
+        Commands::Reconcile {
+            data_dir,
+            program,
+            from,
+            to,
+            format,
+        } => reconcile(
+            data_dir.unwrap_or_else(config::default_data_dir),
+            program.as_deref(),
+            from.as_deref(),
+            to.as_deref(),
+            format,
         ),
         Commands::Rebuild {
             data_dir,
@@ -256,6 +295,58 @@ fn verify(data_dir: PathBuf) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+fn reconcile(
+    data_dir: PathBuf,
+    program: Option<&str>,
+    from: Option<&str>,
+    to: Option<&str>,
+    format: ReportFormat,
+) -> anyhow::Result<ExitCode> {
+    let scope = Scope {
+        program_id: program
+            .map(|id| ProgramId::parse("--program", id))
+            .transpose()?,
+        from_day: from.map(|text| reports::date("--from", text)).transpose()?,
+        to_day: to.map(|text| reports::date("--to", text)).transpose()?,
+    };
+    let store = Store::open(&data_dir).with_context(|| {
+        format!(
+            "opening {} (a running server holds it: stop it first)",
+            data_dir.display()
+        )
+    })?;
+    for kind in [ViewKind::Balance, ViewKind::Liability] {
+        let bar = progress_bar(&format!("catch up {:<9}", kind.name()), "events")?;
+        catch_up_offline(&store, kind, |done, head| {
+            bar.set_length(head);
+            bar.set_position(done);
+        })?;
+        bar.finish_and_clear();
+    }
+    let head = store.head()?.position;
+    let bar = progress_bar("reconcile        ", "records")?;
+    bar.set_length(head);
+    let report = projections::reconcile::reconcile(&store, &scope, |done| bar.set_position(done));
+    bar.finish_and_clear();
+    let report = report?;
+    let mut out = std::io::stdout().lock();
+    ledger_server::reconcile::print(&report, format, &mut out, &mut std::io::stderr().lock())?;
+    Ok(if report.ties() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// A progress bar on standard error (hidden when it is not a terminal).
+fn progress_bar(label: &str, unit: &str) -> anyhow::Result<ProgressBar> {
+    let bar = ProgressBar::new(0);
+    bar.set_style(ProgressStyle::with_template(&format!(
+        "{label} {{bar:40}} {{pos}}/{{len}} {unit}  {{per_sec}}  eta {{eta}}"
+    ))?);
+    Ok(bar)
 }
 
 fn rebuild(data_dir: PathBuf, projection: Option<&str>) -> anyhow::Result<ExitCode> {

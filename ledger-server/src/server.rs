@@ -7,6 +7,7 @@ use crate::auth::{Access, Auth};
 use crate::config::{TlsConfig, TokenConfig};
 use crate::ledger::LedgerService;
 use crate::pb;
+use crate::reports::ReportsService;
 use anyhow::Context;
 use ledger_core::clock::{Clock, SystemClock};
 use ledger_core::domain::{
@@ -142,6 +143,7 @@ async fn set_health(health: &HealthReporter, status: ServingStatus) {
         pb::audit_server::AuditServer::<AuditService>::NAME,
         pb::ledger_server::LedgerServer::<LedgerService>::NAME,
         pb::admin_server::AdminServer::<AdminService>::NAME,
+        pb::reports_server::ReportsServer::<ReportsService>::NAME,
     ] {
         health.set_service_status(name, status).await;
     }
@@ -232,6 +234,7 @@ impl Bound {
         let ledger =
             LedgerService::new(store.clone(), writer.handle(), views.clone(), clock.clone());
         let admin = AdminService::new(store.clone(), writer.handle(), views.clone());
+        let reports = ReportsService::new(store.clone(), views.clone(), clock.clone());
         let scheduler = Scheduler::new(store.clone(), writer.handle(), clock);
         let mut stopping = stopping_rx.clone();
         let sampler = tokio::spawn(crate::metrics::sample(views.clone(), stopping_rx.clone()));
@@ -302,6 +305,10 @@ impl Bound {
             .add_service(pb::admin_server::AdminServer::with_interceptor(
                 admin,
                 check(&auth, Access::Admin),
+            ))
+            .add_service(pb::reports_server::ReportsServer::with_interceptor(
+                reports,
+                check(&auth, Access::Report),
             ))
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), {
                 let health = health.clone();

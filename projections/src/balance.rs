@@ -890,6 +890,38 @@ pub fn program_totals(
     })
 }
 
+/// The sum of a program's member rows, added up row by row (not read from
+/// the totals row): what `reconcile` checks the totals and the liability
+/// against.
+pub fn sum_members(
+    store: &ledger_core::store::Store,
+    program_id: &ProgramId,
+) -> Result<Answer<ProgramTotals>, QueryError> {
+    let view = snapshot(store)?;
+    let mut prefix = vec![b'm'];
+    prefix.extend_from_slice(format!("member/{program_id}/").as_bytes());
+    let mut totals = ProgramTotals::default();
+    let overflow = || ViewError::row("member balances", "sum overflows");
+    view.scan(&prefix, &prefix, false, |_, value| {
+        let row: MemberBalance = decode(value, "member balance")?;
+        totals.members += 1;
+        totals.available = totals
+            .available
+            .checked_add(row.available)
+            .ok_or_else(overflow)?;
+        totals.pending = totals
+            .pending
+            .checked_add(row.pending)
+            .ok_or_else(overflow)?;
+        totals.debt = totals.debt.checked_add(row.debt).ok_or_else(overflow)?;
+        Ok(true)
+    })?;
+    Ok(Answer {
+        position: view.position(),
+        value: totals,
+    })
+}
+
 /// Points due to expire, from the program's open lots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expiring {

@@ -23,6 +23,7 @@ pub mod balance;
 pub mod error;
 pub mod event;
 pub mod liability;
+pub mod reconcile;
 pub mod rows;
 pub mod runtime;
 pub mod tier;

@@ -835,6 +835,28 @@ fn current_generation(slot: &Slot, store: &Store) -> Result<u32, ViewError> {
     Ok(active_generation(store, slot.kind.tag())?.unwrap_or(1))
 }
 
+/// Brings `kind`'s active rows up to the head with no server running, as a
+/// start would: folds the records after its checkpoint (or builds the view
+/// from position 0 when it has never been built), calling `progress(checkpoint,
+/// head)` after each chunk. Returns the position reached.
+pub fn catch_up_offline(
+    store: &Store,
+    kind: ViewKind,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<u64, ViewError> {
+    let Some(generation) = active_generation(store, kind.tag())? else {
+        return rebuild_offline(store, kind, progress).map(|outcome| outcome.position);
+    };
+    let mut folder = Folder::open(store, kind, generation)?;
+    let head = store.head()?.position;
+    progress(folder.checkpoint().position, head);
+    while folder.checkpoint().position < head {
+        folder.step(store, head).map_err(|(_, error)| error)?;
+        progress(folder.checkpoint().position, head);
+    }
+    Ok(folder.checkpoint().position)
+}
+
 /// Rebuilds `kind` from position 0 with no server running: folds the whole
 /// log into a new generation, calling `progress(checkpoint, head)` after
 /// each chunk, then makes it active. An interrupted rebuild leaves the old
