@@ -3,14 +3,14 @@
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
+use ledger_core::ids::ProgramId;
 use ledger_core::store::{Store, VerifyOutcome};
 use ledger_server::config::{self, FileConfig};
 use ledger_server::export::{Format, Selection, parse_time};
-use ledger_server::server::{Bound, ServeOptions};
-use projections::ViewError;
-use ledger_core::ids::ProgramId;
 use ledger_server::reconcile::ReportFormat;
 use ledger_server::reports;
+use ledger_server::server::{Bound, ServeOptions};
+use projections::ViewError;
 use projections::reconcile::Scope;
 use projections::runtime::{ViewKind, catch_up_offline, rebuild_offline};
 use std::net::SocketAddr;

@@ -71,9 +71,21 @@ fn print_program_text(program: &ProgramReconciliation, out: &mut dyn Write) -> a
         writeln!(out, " {closing:>14}")
     };
     for day in &program.days {
-        row(out, &format_date(day.day), day.opening, &day.flows, day.closing)?;
+        row(
+            out,
+            &format_date(day.day),
+            day.opening,
+            &day.flows,
+            day.closing,
+        )?;
     }
-    row(out, "total", program.opening, &program.totals, program.closing)?;
+    row(
+        out,
+        "total",
+        program.opening,
+        &program.totals,
+        program.closing,
+    )?;
     writeln!(
         out,
         "* forfeited is a memo column: return shortfalls the program absorbed, outside the roll-forward"

@@ -117,13 +117,13 @@ fn expiring_summary(expiring: &balance::Expiring) -> pb::ExpiringSummary {
     }
 }
 
-fn scope_to_wire(scores: &rfm::RfmScope) -> pb::RfmScope {
-    pb::RfmScope {
-        as_of_date: format_date(scores.as_of_day),
-        window_days: scores.window_days,
-        currency: scores.currency.clone(),
-        scored_members: scores.scored_members,
-    }
+fn scope(as_of_day: i64, window_days: u32, currency: &str, scored: u64) -> Option<pb::RfmScope> {
+    Some(pb::RfmScope {
+        as_of_date: format_date(as_of_day),
+        window_days,
+        currency: currency.to_owned(),
+        scored_members: scored,
+    })
 }
 
 fn rfm_to_wire(member: &rfm::MemberRfm) -> pb::MemberRfm {
@@ -183,13 +183,36 @@ impl pb::reports_server::Reports for ReportsService {
             &self.views,
             ViewKind::Rfm,
             request.min_position,
-            move |store| rfm::member_rfm(store, &program, &member, as_of_us),
+            move |store| {
+                // One scoring of the program gives the member and the scope;
+                // a member it does not hold gets member_rfm's own error.
+                let scores = rfm::score_program(store, &program, as_of_us)?;
+                let found = scores
+                    .value
+                    .members
+                    .binary_search_by(|scored| scored.member_id.as_str().cmp(member.as_str()));
+                match found {
+                    Ok(index) => Ok((scores.position, scores.value, index)),
+                    Err(_) => Err(rfm::member_rfm(store, &program, &member, as_of_us)
+                        .err()
+                        .unwrap_or_else(|| projections::QueryError::NotFound {
+                            what: format!("member {member}"),
+                            position: scores.position,
+                        })),
+                }
+            },
         )
         .await?;
+        let (position, scores, index) = answer;
         Ok(Response::new(pb::GetRfmResponse {
-            position: answer.position,
-            scope: Some(scope_to_wire(&answer.value.scope)),
-            rfm: Some(rfm_to_wire(&answer.value.member)),
+            position,
+            scope: scope(
+                scores.as_of_day,
+                scores.window_days,
+                &scores.currency,
+                scores.members.len() as u64,
+            ),
+            rfm: scores.members.get(index).map(rfm_to_wire),
         }))
     }
 
@@ -211,7 +234,12 @@ impl pb::reports_server::Reports for ReportsService {
         let sizes = answer.value;
         Ok(Response::new(pb::GetSegmentSizesResponse {
             position: answer.position,
-            scope: Some(scope_to_wire(&sizes.scope)),
+            scope: scope(
+                sizes.as_of_day,
+                sizes.window_days,
+                &sizes.currency,
+                sizes.scored,
+            ),
             segments: sizes
                 .sizes
                 .iter()
@@ -259,7 +287,12 @@ impl pb::reports_server::Reports for ReportsService {
         let page = answer.value;
         Ok(Response::new(pb::ListSegmentMembersResponse {
             position: answer.position,
-            scope: Some(scope_to_wire(&page.scope)),
+            scope: scope(
+                page.as_of_day,
+                page.window_days,
+                &page.currency,
+                page.scored,
+            ),
             members: page.members.iter().map(rfm_to_wire).collect(),
             next_page_token: page.next_page_token,
         }))

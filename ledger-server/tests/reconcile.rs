@@ -180,7 +180,12 @@ fn reconcile_ties_a_clean_log_and_names_every_altered_figure() {
 
     let clean = ledgerd(dir.path(), &[]);
     let stdout = text(&clean.stdout);
-    assert_eq!(clean.status.code(), Some(0), "{stdout}{}", text(&clean.stderr));
+    assert_eq!(
+        clean.status.code(),
+        Some(0),
+        "{stdout}{}",
+        text(&clean.stderr)
+    );
     assert!(stdout.contains("program cafe (USD), 3 members"), "{stdout}");
     assert!(stdout.contains("reconciled: every figure ties"), "{stdout}");
 
@@ -207,14 +212,21 @@ fn reconcile_ties_a_clean_log_and_names_every_altered_figure() {
             .is_some_and(|header| header.starts_with("program_id,date,opening,earned")),
         "{csv_text}"
     );
-    assert_eq!(lines.count(), 8, "one row per day from the first to the last active day");
+    assert_eq!(
+        lines.count(),
+        8,
+        "one row per day from the first to the last active day"
+    );
 
     // A liability day that says 7 more points were redeemed.
     alter_row::<Flows>(dir.path(), b'l', b"d", |flows| flows.redeemed += 7);
     let tampered = ledgerd(dir.path(), &[]);
     let stdout = text(&tampered.stdout);
     assert_eq!(tampered.status.code(), Some(1), "{stdout}");
-    assert!(stdout.contains("NOT reconciled: 1 difference(s)"), "{stdout}");
+    assert!(
+        stdout.contains("NOT reconciled: 1 difference(s)"),
+        "{stdout}"
+    );
     assert!(
         stdout.contains("redeemed: log says 0, liability view says 7"),
         "{stdout}"

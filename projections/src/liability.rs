@@ -37,11 +37,13 @@ use crate::Answer;
 use crate::balance::{self, ProgramTotals};
 use crate::error::{QueryError, ViewError};
 use crate::event::LogEvent;
-use crate::rows::read_i64_ordered;
-use crate::rows::{Dirty, RowWriter, ViewSnapshot, cached, decode, push_i64_ordered};
+use crate::rows::{
+    Dirty, RowWriter, ViewSnapshot, cached, decode, prefixed, program_rules, program_rules_key,
+    push_i64_ordered, put_program_rules, read_i64_ordered,
+};
 use crate::runtime::{Projection, ViewKind};
 use ledger_core::domain::time::report_day_of;
-use ledger_core::domain::{EventKind, LotDraw, ProgramRules, ReturnPolicy};
+use ledger_core::domain::{EventKind, LotDraw, ProgramRules, ReturnPolicy, Rules};
 use ledger_core::error::{FieldError, FieldReason};
 use ledger_core::ids::ProgramId;
 use ledger_core::store::Store;
@@ -297,23 +299,9 @@ impl DayBook {
     }
 }
 
-fn keyed(kind: u8, program_id: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(2 + program_id.len() + 8);
-    key.push(kind);
-    key.extend_from_slice(program_id.as_bytes());
-    key
-}
-
 fn dated(kind: u8, program_id: &str, day: i64) -> Vec<u8> {
-    let mut key = keyed(kind, program_id);
-    key.push(0);
+    let mut key = prefixed(kind, program_id);
     push_i64_ordered(&mut key, day);
-    key
-}
-
-fn dated_prefix(kind: u8, program_id: &str) -> Vec<u8> {
-    let mut key = keyed(kind, program_id);
-    key.push(0);
     key
 }
 
@@ -331,7 +319,7 @@ impl LiabilityProjection {
         let book = self.book.get_or_insert_with(DayBook::default);
         if !book.offsets.contains_key(program_id) {
             let stored: Option<ProgramRules> =
-                rows.get_value(&keyed(b'p', program_id), "program rules")?;
+                rows.get_value(&program_rules_key(program_id), "program rules")?;
             if let Some(rules) = stored {
                 book.rules(program_id, &rules);
             }
@@ -344,16 +332,10 @@ impl Projection for LiabilityProjection {
     fn apply(&mut self, rows: &mut RowWriter<'_>, event: &LogEvent) -> Result<(), ViewError> {
         let program_id = event.program_id.as_str();
         let occurred_at_us = event.event.occurred_at_us;
-        let rules = match &event.event.kind {
-            EventKind::ProgramDefined(defined) => Some(&defined.rules),
-            EventKind::ProgramRulesChanged(changed) => Some(&changed.rules),
-            _ => None,
-        };
-        if let Some(rules) = rules {
+        if let Some(rules) = put_program_rules(rows, event) {
             let book = self.book(rows, program_id)?;
             book.rules(program_id, rules);
             let day = book.day(program_id, occurred_at_us);
-            rows.put_value(&keyed(b'p', program_id), rules);
             rows.put_value(&dated(b'v', program_id, day), &PointValue::of(rules));
             return Ok(());
         }
@@ -440,17 +422,6 @@ pub struct Liability {
     pub breakage_bps: Option<i64>,
 }
 
-fn program_rules(
-    view: &ViewSnapshot<'_>,
-    program_id: &ProgramId,
-) -> Result<ProgramRules, QueryError> {
-    view.get_value(&keyed(b'p', program_id.as_str()), "program rules")?
-        .ok_or_else(|| QueryError::NotFound {
-            what: format!("program {program_id}"),
-            position: view.position(),
-        })
-}
-
 fn overflow(what: &str) -> QueryError {
     QueryError::View(ViewError::row(what, "overflows"))
 }
@@ -461,7 +432,7 @@ fn read_dated<T: serde::de::DeserializeOwned>(
     program_id: &str,
     what: &str,
 ) -> Result<BTreeMap<i64, T>, QueryError> {
-    let prefix = dated_prefix(kind, program_id);
+    let prefix = prefixed(kind, program_id);
     let mut out = BTreeMap::new();
     view.scan(&prefix, &prefix, false, |rest, value| {
         let day =
@@ -554,7 +525,7 @@ pub fn roll_forward(
 }
 
 fn summarise(
-    rules: &ProgramRules,
+    rules: &Rules,
     days: Vec<LiabilityDay>,
     closing_all: i64,
 ) -> Result<Liability, QueryError> {
@@ -572,8 +543,8 @@ fn summarise(
         i64::try_from(bps).unwrap_or(i64::MAX)
     });
     Ok(Liability {
-        currency: rules.currency.clone(),
-        utc_offset_minutes: rules.utc_offset_minutes,
+        currency: rules.currency().code().to_owned(),
+        utc_offset_minutes: rules.raw().utc_offset_minutes,
         days,
         opening,
         totals,
@@ -802,7 +773,7 @@ pub fn view_rows(store: &Store, program_id: &ProgramId) -> Result<Answer<Recompu
     Ok(Answer {
         position: view.position(),
         value: Recomputed {
-            rules: Some(rules),
+            rules: Some(rules.raw().clone()),
             days: read_dated(&view, b'd', program_id.as_str(), "liability day")?,
             values: read_dated(&view, b'v', program_id.as_str(), "point value")?,
         },

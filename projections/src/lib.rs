@@ -4,7 +4,9 @@
 //! per view that folds the log from the view's checkpoint and then follows
 //! the live head, writing rows and checkpoint together; [`rows`] is how
 //! views keep their rows (generations, checkpoints, digests); [`balance`],
-//! [`tier`] and [`liability`] are the views and their queries. Every query answer says
+//! [`tier`], [`liability`] and [`rfm`] are the views and their queries, and
+//! [`reconcile`] ties the liability to the log and the balances. Every query
+//! answer says
 //! the log position it reflects ([`Answer`]); [`runtime::Runtime::wait_for`]
 //! gives read-your-writes.
 #![deny(missing_docs)]
@@ -24,6 +26,7 @@ pub mod error;
 pub mod event;
 pub mod liability;
 pub mod reconcile;
+pub mod rfm;
 pub mod rows;
 pub mod runtime;
 pub mod tier;

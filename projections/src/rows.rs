@@ -17,11 +17,14 @@
 //! snapshots), so a view state has exactly one encoding and a rebuilt view
 //! is byte-equal to one built incrementally.
 
-use crate::error::ViewError;
+use crate::error::{QueryError, ViewError};
+use crate::event::LogEvent;
+use ledger_core::domain::{EventKind, ProgramRules, Rules};
+use ledger_core::ids::ProgramId;
 use ledger_core::store::{CF_VIEWS, Store};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -107,6 +110,19 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ViewEr
         .map_err(|error| ViewError::row(what, error.to_string()))
 }
 
+/// Decodes a row value through `seed`, which may borrow from `bytes` and
+/// fold what it reads instead of building the value (a query over many
+/// rows, without an allocation per row); `what` names it in the error.
+pub fn decode_seed<'de, S: DeserializeSeed<'de>>(
+    seed: S,
+    bytes: &'de [u8],
+    what: &str,
+) -> Result<S::Value, ViewError> {
+    bincode::serde::seed_decode_from_slice(seed, bytes, bincode::config::standard())
+        .map(|(value, _)| value)
+        .map_err(|error| ViewError::row(what, error.to_string()))
+}
+
 /// Appends `value` as eight big-endian bytes that sort like the signed
 /// number (the sign bit flipped).
 pub fn push_i64_ordered(key: &mut Vec<u8>, value: i64) {
@@ -121,6 +137,86 @@ pub fn i64_ordered(value: i64) -> [u8; 8] {
 /// Reads a number written by [`push_i64_ordered`].
 pub fn read_i64_ordered(bytes: &[u8]) -> Option<i64> {
     Some((u64::from_be_bytes(bytes.try_into().ok()?) ^ (1 << 63)) as i64)
+}
+
+/// A row key: `kind || name`, where `name` is a stream name or a program id
+/// (neither holds a zero byte).
+pub fn keyed(kind: u8, name: &str) -> Vec<u8> {
+    let mut key = Vec::with_capacity(2 + name.len() + 8);
+    key.push(kind);
+    key.extend_from_slice(name.as_bytes());
+    key
+}
+
+/// The prefix of a name's rows of one kind: `kind || name || 0`.
+pub fn prefixed(kind: u8, name: &str) -> Vec<u8> {
+    let mut key = keyed(kind, name);
+    key.push(0);
+    key
+}
+
+/// A cached row and whether this chunk changed it.
+pub struct Dirty<T> {
+    /// The row as the events so far leave it.
+    pub value: T,
+    /// Changed since the last flush: the next flush writes it.
+    pub dirty: bool,
+}
+
+/// Reads a row into `cache` (or starts it from `fresh`) and marks it dirty.
+pub fn cached<'c, K: std::hash::Hash + Eq, T: DeserializeOwned>(
+    cache: &'c mut HashMap<K, Dirty<T>>,
+    rows: &RowWriter<'_>,
+    key: K,
+    row_key: &[u8],
+    what: &str,
+    fresh: impl FnOnce() -> T,
+) -> Result<&'c mut T, ViewError> {
+    let entry = match cache.entry(key) {
+        Entry::Occupied(entry) => entry.into_mut(),
+        Entry::Vacant(entry) => {
+            let value = rows.get_value(row_key, what)?.unwrap_or_else(fresh);
+            entry.insert(Dirty {
+                value,
+                dirty: false,
+            })
+        }
+    };
+    entry.dirty = true;
+    Ok(&mut entry.value)
+}
+
+/// The row key of a program's current rules in a view: `'p' || program_id`.
+pub fn program_rules_key(program_id: &str) -> Vec<u8> {
+    keyed(b'p', program_id)
+}
+
+/// Folds a program's rules event: writes its rules row and returns the
+/// rules; `None` (and nothing written) for any other event.
+pub fn put_program_rules<'e>(
+    rows: &mut RowWriter<'_>,
+    event: &'e LogEvent,
+) -> Option<&'e ProgramRules> {
+    let rules = match &event.event.kind {
+        EventKind::ProgramDefined(defined) => &defined.rules,
+        EventKind::ProgramRulesChanged(changed) => &changed.rules,
+        _ => return None,
+    };
+    rows.put_value(&program_rules_key(&event.program_id), rules);
+    Some(rules)
+}
+
+/// A program's current rules from a view's rules row; an unknown program is
+/// [`QueryError::NotFound`].
+pub fn program_rules(view: &ViewSnapshot<'_>, program_id: &ProgramId) -> Result<Rules, QueryError> {
+    let raw: ProgramRules = view
+        .get_value(&program_rules_key(program_id.as_str()), "program rules")?
+        .ok_or_else(|| QueryError::NotFound {
+            what: format!("program {program_id}"),
+            position: view.position(),
+        })?;
+    Rules::from_raw(&raw)
+        .map_err(|error| QueryError::View(ViewError::row("program rules", error.to_string())))
 }
 
 /// The active generation of `tag`, if one was ever set.
@@ -275,37 +371,6 @@ impl<'a> RowWriter<'a> {
         }
         Ok(())
     }
-}
-
-/// A cached row and whether this chunk changed it.
-pub struct Dirty<T> {
-    /// The row.
-    pub value: T,
-    /// Changed since the last flush.
-    pub dirty: bool,
-}
-
-/// Reads a row into `cache` (or starts it from `fresh`) and marks it dirty.
-pub fn cached<'c, K: std::hash::Hash + Eq, T: serde::de::DeserializeOwned>(
-    cache: &'c mut HashMap<K, Dirty<T>>,
-    rows: &RowWriter<'_>,
-    key: K,
-    row_key: &[u8],
-    what: &str,
-    fresh: impl FnOnce() -> T,
-) -> Result<&'c mut T, ViewError> {
-    let entry = match cache.entry(key) {
-        Entry::Occupied(entry) => entry.into_mut(),
-        Entry::Vacant(entry) => {
-            let value = rows.get_value(row_key, what)?.unwrap_or_else(fresh);
-            entry.insert(Dirty {
-                value,
-                dirty: false,
-            })
-        }
-    };
-    entry.dirty = true;
-    Ok(&mut entry.value)
 }
 
 /// A consistent read of one projection's active generation: the checkpoint

@@ -22,6 +22,7 @@ use crate::balance::BalanceProjection;
 use crate::error::{QueryError, ViewError};
 use crate::event::LogEvent;
 use crate::liability::LiabilityProjection;
+use crate::rfm::RfmProjection;
 use crate::rows::{
     self, Checkpoint, RowWriter, Space, active_generation, delete_other_generations, set_active,
 };
@@ -63,11 +64,18 @@ pub enum ViewKind {
     Tier,
     /// Points owed per program and day: see [`crate::liability`].
     Liability,
+    /// Recency, frequency, monetary and segments: see [`crate::rfm`].
+    Rfm,
 }
 
 impl ViewKind {
     /// Every view, in start order.
-    pub const ALL: [ViewKind; 3] = [ViewKind::Balance, ViewKind::Tier, ViewKind::Liability];
+    pub const ALL: [ViewKind; 4] = [
+        ViewKind::Balance,
+        ViewKind::Tier,
+        ViewKind::Liability,
+        ViewKind::Rfm,
+    ];
 
     /// Its name (status, `ledgerd rebuild --projection`).
     pub fn name(self) -> &'static str {
@@ -75,6 +83,7 @@ impl ViewKind {
             ViewKind::Balance => "balance",
             ViewKind::Tier => "tier",
             ViewKind::Liability => "liability",
+            ViewKind::Rfm => "rfm",
         }
     }
 
@@ -84,6 +93,7 @@ impl ViewKind {
             ViewKind::Balance => b'b',
             ViewKind::Tier => b't',
             ViewKind::Liability => b'l',
+            ViewKind::Rfm => b'f',
         }
     }
 
@@ -108,6 +118,7 @@ impl ViewKind {
             ViewKind::Balance => Box::new(BalanceProjection::default()),
             ViewKind::Tier => Box::new(TierProjection::default()),
             ViewKind::Liability => Box::new(LiabilityProjection::default()),
+            ViewKind::Rfm => Box::new(RfmProjection::default()),
         }
     }
 }

@@ -12,15 +12,19 @@
 //! - `'h' || S || 0 || be_u64(position)` -> [`TierHistoryLine`];
 //! - `'n' || P || 0 || tier` -> member count (i64) under the stored tier
 //!   name (`""` is the lowest tier before any change);
-//! - `'p' || P` -> the program's current [`ProgramRules`].
+//! - `'p' || P` -> the program's current
+//!   [`ProgramRules`](ledger_core::domain::ProgramRules).
 
 use crate::Answer;
 use crate::error::{QueryError, ViewError};
 use crate::event::LogEvent;
-use crate::rows::{Dirty, RowWriter, ViewSnapshot, cached, decode, push_i64_ordered};
+use crate::rows::{
+    Dirty, RowWriter, ViewSnapshot, cached, decode, keyed, prefixed, program_rules,
+    push_i64_ordered, put_program_rules,
+};
 use crate::runtime::{Projection, ViewKind};
 use ledger_core::domain::time::{day_of, start_of_day_us};
-use ledger_core::domain::{EventKind, ProgramRules, QualifyingMeasure, Rules, TierChangeReason};
+use ledger_core::domain::{EventKind, QualifyingMeasure, TierChangeReason};
 use ledger_core::ids::{MemberId, ProgramId, StreamName};
 use ledger_core::store::Store;
 use serde::{Deserialize, Serialize};
@@ -81,19 +85,6 @@ fn reason_name(reason: TierChangeReason) -> &'static str {
         TierChangeReason::PeriodEnd => "period_end",
         TierChangeReason::Return => "return",
     }
-}
-
-fn keyed(kind: u8, name: &str) -> Vec<u8> {
-    let mut key = Vec::with_capacity(2 + name.len() + 8);
-    key.push(kind);
-    key.extend_from_slice(name.as_bytes());
-    key
-}
-
-fn prefixed(kind: u8, name: &str) -> Vec<u8> {
-    let mut key = keyed(kind, name);
-    key.push(0);
-    key
 }
 
 fn day_key(stream: &str, day: i64) -> Vec<u8> {
@@ -182,15 +173,7 @@ impl Projection for TierProjection {
     fn apply(&mut self, rows: &mut RowWriter<'_>, event: &LogEvent) -> Result<(), ViewError> {
         let position = event.position;
         let Some(member_id) = event.member_id() else {
-            match &event.event.kind {
-                EventKind::ProgramDefined(defined) => {
-                    rows.put_value(&keyed(b'p', &event.program_id), &defined.rules);
-                }
-                EventKind::ProgramRulesChanged(changed) => {
-                    rows.put_value(&keyed(b'p', &event.program_id), &changed.rules);
-                }
-                _ => {}
-            }
+            put_program_rules(rows, event);
             return Ok(());
         };
         let stream = event.stream.as_str();
@@ -310,17 +293,6 @@ pub struct TierStatus {
     /// to keep the current tier (`None` in the lowest tier or a tier the
     /// rules no longer define).
     pub needed_to_keep: Option<i64>,
-}
-
-fn program_rules(view: &ViewSnapshot<'_>, program_id: &ProgramId) -> Result<Rules, QueryError> {
-    let raw: ProgramRules = view
-        .get_value(&keyed(b'p', program_id.as_str()), "program rules")?
-        .ok_or_else(|| QueryError::NotFound {
-            what: format!("program {program_id}"),
-            position: view.position(),
-        })?;
-    Rules::from_raw(&raw)
-        .map_err(|error| QueryError::View(ViewError::row("program rules", error.to_string())))
 }
 
 fn measure_between(
