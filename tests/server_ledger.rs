@@ -15,8 +15,8 @@
 
 mod common;
 
-use common::server::{Server, award, enroll, purchase, redeem};
-use ledger_server::config::{Role, TokenConfig};
+use common::server::{Server, award, bearer, enroll, purchase, redeem, token};
+use ledger_server::config::Role;
 use ledger_server::ledger::timestamp;
 use ledger_server::pb;
 use ledger_server::pb::admin_client::AdminClient;
@@ -705,6 +705,7 @@ async fn views_report_their_status_and_rebuild_online() {
         vec![
             ("balance", 2, last, "live"),
             ("tier", 1, last, "live"),
+            ("liability", 1, last, "live"),
             ("rfm", 1, last, "live")
         ]
     );
@@ -734,29 +735,6 @@ async fn views_report_their_status_and_rebuild_online() {
         "name"
     );
     server.stop().await;
-}
-
-fn token(name: &str, role: Role) -> TokenConfig {
-    TokenConfig {
-        name: name.into(),
-        token: format!("{name}-secret-0123456789"),
-        role,
-    }
-}
-
-/// Adds `authorization: Bearer <name>-secret-...` to every call.
-fn bearer(
-    name: &str,
-) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
-    let value: tonic::metadata::MetadataValue<_> = format!("Bearer {name}-secret-0123456789")
-        .parse()
-        .expect("header value");
-    move |mut request: tonic::Request<()>| {
-        request
-            .metadata_mut()
-            .insert("authorization", value.clone());
-        Ok(request)
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

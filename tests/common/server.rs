@@ -4,12 +4,13 @@
 //! the system clock.
 #![allow(dead_code)]
 
-use ledger_server::config::TokenConfig;
+use ledger_server::config::{Role, TokenConfig};
 use ledger_server::ledger::timestamp;
 use ledger_server::pb;
 use ledger_server::pb::admin_client::AdminClient;
 use ledger_server::pb::audit_client::AuditClient;
 use ledger_server::pb::ledger_client::LedgerClient;
+use ledger_server::pb::reports_client::ReportsClient;
 use ledger_server::server::{Bound, DEFAULT_PROGRAM_ID, ServeOptions};
 use tonic::transport::Channel;
 
@@ -21,6 +22,7 @@ pub struct Server {
     pub client: LedgerClient<Channel>,
     pub admin: AdminClient<Channel>,
     pub audit: AuditClient<Channel>,
+    pub reports: ReportsClient<Channel>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -56,7 +58,8 @@ impl Server {
             channel: channel.clone(),
             client: LedgerClient::new(channel.clone()),
             admin: AdminClient::new(channel.clone()),
-            audit: AuditClient::new(channel),
+            audit: AuditClient::new(channel.clone()),
+            reports: ReportsClient::new(channel),
             stop: Some(stop),
             task: Some(task),
         }
@@ -72,6 +75,31 @@ impl Server {
                 .expect("server task")
                 .expect("server stops cleanly");
         }
+    }
+}
+
+/// A token named `name` with `role`; its secret is derived from the name.
+pub fn token(name: &str, role: Role) -> TokenConfig {
+    TokenConfig {
+        name: name.into(),
+        token: format!("{name}-secret-0123456789"),
+        role,
+    }
+}
+
+/// Adds `authorization: Bearer <name>-secret-...` to every call.
+/// An interceptor sending the secret of [`token`]`(name, _)`.
+pub fn bearer(
+    name: &str,
+) -> impl FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Clone {
+    let value: tonic::metadata::MetadataValue<_> = format!("Bearer {name}-secret-0123456789")
+        .parse()
+        .expect("header value");
+    move |mut request: tonic::Request<()>| {
+        request
+            .metadata_mut()
+            .insert("authorization", value.clone());
+        Ok(request)
     }
 }
 
