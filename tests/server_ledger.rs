@@ -702,7 +702,11 @@ async fn views_report_their_status_and_rebuild_online() {
         .collect();
     assert_eq!(
         summary,
-        vec![("balance", 2, last, "live"), ("tier", 1, last, "live")]
+        vec![
+            ("balance", 2, last, "live"),
+            ("tier", 1, last, "live"),
+            ("rfm", 1, last, "live")
+        ]
     );
     let balance = client
         .get_balance(pb::GetBalanceRequest {

@@ -3,8 +3,8 @@
 //! The log is the truth; views are rebuildable. [`runtime`] runs one worker
 //! per view that folds the log from the view's checkpoint and then follows
 //! the live head, writing rows and checkpoint together; [`rows`] is how
-//! views keep their rows (generations, checkpoints, digests); [`balance`]
-//! and [`tier`] are the views and their queries. Every query answer says
+//! views keep their rows (generations, checkpoints, digests); [`balance`],
+//! [`tier`] and [`rfm`] are the views and their queries. Every query answer says
 //! the log position it reflects ([`Answer`]); [`runtime::Runtime::wait_for`]
 //! gives read-your-writes.
 #![deny(missing_docs)]
@@ -22,6 +22,7 @@
 pub mod balance;
 pub mod error;
 pub mod event;
+pub mod rfm;
 pub mod rows;
 pub mod runtime;
 pub mod tier;

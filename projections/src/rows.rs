@@ -24,7 +24,7 @@ use ledger_core::ids::ProgramId;
 use ledger_core::store::{CF_VIEWS, Store};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
+use serde::de::{DeserializeOwned, DeserializeSeed};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -106,6 +106,19 @@ pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
 /// Decodes a row value; `what` names it in the error.
 pub fn decode<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ViewError> {
     bincode::serde::decode_from_slice(bytes, bincode::config::standard())
+        .map(|(value, _)| value)
+        .map_err(|error| ViewError::row(what, error.to_string()))
+}
+
+/// Decodes a row value through `seed`, which may borrow from `bytes` and
+/// fold what it reads instead of building the value (a query over many
+/// rows, without an allocation per row); `what` names it in the error.
+pub fn decode_seed<'de, S: DeserializeSeed<'de>>(
+    seed: S,
+    bytes: &'de [u8],
+    what: &str,
+) -> Result<S::Value, ViewError> {
+    bincode::serde::seed_decode_from_slice(seed, bytes, bincode::config::standard())
         .map(|(value, _)| value)
         .map_err(|error| ViewError::row(what, error.to_string()))
 }

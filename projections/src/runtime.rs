@@ -21,6 +21,7 @@
 use crate::balance::BalanceProjection;
 use crate::error::{QueryError, ViewError};
 use crate::event::LogEvent;
+use crate::rfm::RfmProjection;
 use crate::rows::{
     self, Checkpoint, RowWriter, Space, active_generation, delete_other_generations, set_active,
 };
@@ -60,17 +61,20 @@ pub enum ViewKind {
     Balance,
     /// Tiers, progress, history, distribution: see [`crate::tier`].
     Tier,
+    /// Recency, frequency, monetary and segments: see [`crate::rfm`].
+    Rfm,
 }
 
 impl ViewKind {
     /// Every view, in start order.
-    pub const ALL: [ViewKind; 2] = [ViewKind::Balance, ViewKind::Tier];
+    pub const ALL: [ViewKind; 3] = [ViewKind::Balance, ViewKind::Tier, ViewKind::Rfm];
 
     /// Its name (status, `ledgerd rebuild --projection`).
     pub fn name(self) -> &'static str {
         match self {
             ViewKind::Balance => "balance",
             ViewKind::Tier => "tier",
+            ViewKind::Rfm => "rfm",
         }
     }
 
@@ -79,6 +83,7 @@ impl ViewKind {
         match self {
             ViewKind::Balance => b'b',
             ViewKind::Tier => b't',
+            ViewKind::Rfm => b'f',
         }
     }
 
@@ -102,6 +107,7 @@ impl ViewKind {
         match self {
             ViewKind::Balance => Box::new(BalanceProjection::default()),
             ViewKind::Tier => Box::new(TierProjection::default()),
+            ViewKind::Rfm => Box::new(RfmProjection::default()),
         }
     }
 }
