@@ -10,8 +10,7 @@
 //!   day, so a row grows with the member's days of activity, not with its
 //!   events. The row is created by the member's enrollment (explicit, or
 //!   implicit with a first earn) or by its first purchase or return;
-//! - `'p' || P` -> the program's current
-//!   [`ProgramRules`](ledger_core::domain::ProgramRules).
+//! - `'p' || P` -> the program's current [`ProgramRules`].
 //!
 //! Member stream names are `member/{P}/{member_id}`, so the rows of one
 //! program's members are contiguous and in member id order: every query
@@ -33,7 +32,8 @@
 //! never runs backwards) so that a purchase recorded late counts on the
 //! day it happened. A later change of the offset does not move days already
 //! folded: the rows depend on the log alone, and a rebuild gives the same
-//! bytes. Sums are checked: an overflow stops the view at the event.
+//! bytes. A purchase or return in a program the log has not defined, or a
+//! sum that overflows, stops the view at the event.
 //!
 //! # Queries
 //!
@@ -41,8 +41,8 @@
 //! reflects. The program's current rules give the as-of day and the window:
 //! - as-of day `D = rules.report_day_of(as_of_us)`; the window is the
 //!   `W = rules.rfm_window_days()` days ending with `D`, `D - W + 1 ..= D`.
-//!   Activity after `D` is ignored, so an answer as of a past date is what
-//!   the same query would have answered then (given the same log).
+//!   Activity on days after `D` is ignored. The window and the offset are
+//!   those of the current rules, whatever the date asked.
 //! - The **scored** members are the program's members with at least one
 //!   purchase on or before `D`. Members without one are in no segment.
 //! - **Recency** is `D` minus the day of the last purchase on or before
@@ -155,7 +155,7 @@ impl RfmMember {
         match self.days.binary_search_by_key(&day, |entry| entry.day) {
             Ok(index) => {
                 let Some(entry) = self.days.get_mut(index) else {
-                    return Err(overflow());
+                    return Err(ViewError::event(position, "a found day is out of range"));
                 };
                 entry.purchases = entry
                     .purchases
