@@ -31,8 +31,9 @@ use ledger_core::ids::{MemberId, ProgramId, StreamName};
 use ledger_core::limits::STATEMENT_PAGE_LINES_MAX;
 use serde::{Deserialize, Serialize};
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::cmp::Reverse;
 use std::collections::hash_map::Entry;
+use std::collections::{BinaryHeap, HashMap};
 
 /// Members kept decoded between chunks; beyond it the cache is cleared after
 /// a chunk is written (rows on disk are the truth).
@@ -68,8 +69,10 @@ pub struct Lifetime {
 }
 
 impl Lifetime {
-    /// What the member's points (available + pending - debt) must be.
-    fn net(&self) -> Option<i64> {
+    /// What the member's points (available + pending - debt) must be:
+    /// earned + awarded - redeemed - expired - reversed + adjusted +
+    /// transferred in - transferred out (`None` if it overflows).
+    pub fn net(&self) -> Option<i64> {
         self.earned
             .checked_add(self.awarded)?
             .checked_sub(self.redeemed)?
@@ -994,9 +997,424 @@ pub fn balance_as_of(
     })
 }
 
+/// Members a [`expiring_points`] answer may list.
+pub const EXPIRING_TOP_MAX: usize = 1_000;
+
+/// The balance rows of a program's members, summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BalanceTotals {
+    /// Members with a balance row (a member has one from its first event).
+    pub members: u64,
+    /// Of those, the enrolled ones.
+    pub enrolled: u64,
+    /// Members whose debt is above zero.
+    pub members_in_debt: u64,
+    /// Points in available lots.
+    pub available: i64,
+    /// Points in lots still pending.
+    pub pending: i64,
+    /// Debt.
+    pub debt: i64,
+    /// Open lots.
+    pub open_lots: u64,
+    /// Each lifetime total, summed over the members.
+    pub lifetime: Lifetime,
+}
+
+impl BalanceTotals {
+    /// Available + pending - debt: what the lifetime totals' net must equal
+    /// (`None` if it overflows).
+    pub fn total(&self) -> Option<i64> {
+        self.available
+            .checked_add(self.pending)?
+            .checked_sub(self.debt)
+    }
+
+    fn add(&mut self, row: &MemberBalance) -> Option<()> {
+        self.members = self.members.checked_add(1)?;
+        self.enrolled = self.enrolled.checked_add(u64::from(row.enrolled))?;
+        self.members_in_debt = self.members_in_debt.checked_add(u64::from(row.debt > 0))?;
+        self.available = self.available.checked_add(row.available)?;
+        self.pending = self.pending.checked_add(row.pending)?;
+        self.debt = self.debt.checked_add(row.debt)?;
+        self.open_lots = self.open_lots.checked_add(row.open_lots)?;
+        let (sum, one) = (&mut self.lifetime, &row.lifetime);
+        sum.earned = sum.earned.checked_add(one.earned)?;
+        sum.awarded = sum.awarded.checked_add(one.awarded)?;
+        sum.redeemed = sum.redeemed.checked_add(one.redeemed)?;
+        sum.expired = sum.expired.checked_add(one.expired)?;
+        sum.reversed = sum.reversed.checked_add(one.reversed)?;
+        sum.forfeited = sum.forfeited.checked_add(one.forfeited)?;
+        sum.adjusted = sum.adjusted.checked_add(one.adjusted)?;
+        sum.transferred_in = sum.transferred_in.checked_add(one.transferred_in)?;
+        sum.transferred_out = sum.transferred_out.checked_add(one.transferred_out)?;
+        Some(())
+    }
+}
+
+/// The prefix of every row of `kind` of a program's members: member streams
+/// are `member/{program}/{member}`, and the trailing `/` keeps a program
+/// whose id extends another's out of the scan.
+fn program_prefix(kind: u8, program_id: &ProgramId) -> Vec<u8> {
+    let mut prefix = vec![kind];
+    prefix.extend_from_slice(format!("member/{program_id}/").as_bytes());
+    prefix
+}
+
+/// Sums the balance rows of every member of `program_id`, from one snapshot
+/// (one scan of the members' rows). A sum that would overflow is an error,
+/// never a wrapped figure.
+pub fn balance_totals(
+    store: &ledger_core::store::Store,
+    program_id: &ProgramId,
+) -> Result<Answer<BalanceTotals>, QueryError> {
+    let view = snapshot(store)?;
+    let prefix = program_prefix(b'm', program_id);
+    let mut totals = BalanceTotals::default();
+    view.scan(&prefix, &prefix, false, |_, value| {
+        let row: MemberBalance = decode(value, "member balance")?;
+        totals
+            .add(&row)
+            .ok_or_else(|| ViewError::row("balance totals", "the sum overflows"))?;
+        Ok(true)
+    })?;
+    Ok(Answer {
+        position: view.position(),
+        value: totals,
+    })
+}
+
+/// One member's points that expire within a window.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberExpiring {
+    /// The member.
+    pub member_id: String,
+    /// Points left in the member's lots that expire in the window.
+    pub points: i64,
+    /// Those lots.
+    pub lots: u64,
+    /// The earliest expiry among them.
+    pub first_expires_at_us: i64,
+}
+
+/// Points of a program that expire within a window.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ExpiringPoints {
+    /// Points left in every lot that expires in the window.
+    pub points: i64,
+    /// Members holding such lots.
+    pub members: u64,
+    /// The members with the most such points, most first (ties by member
+    /// id), at most the limit asked for.
+    pub top: Vec<MemberExpiring>,
+}
+
+/// The points of `program_id` left in lots whose expiry falls in
+/// `[from_us, to_us)`, in total and for the `limit` members with the most
+/// (pending lots included: their points expire too unless used). One scan
+/// of the program's lot rows; a `limit` above [`EXPIRING_TOP_MAX`] is an
+/// error naming `limit`.
+pub fn expiring_points(
+    store: &ledger_core::store::Store,
+    program_id: &ProgramId,
+    from_us: i64,
+    to_us: i64,
+    limit: usize,
+) -> Result<Answer<ExpiringPoints>, QueryError> {
+    if limit > EXPIRING_TOP_MAX {
+        return Err(FieldError::new(
+            "limit",
+            FieldReason::OutOfRange {
+                value: limit as i128,
+                min: 0,
+                max: EXPIRING_TOP_MAX as i128,
+            },
+        )
+        .into());
+    }
+    let view = snapshot(store)?;
+    let prefix = program_prefix(b'l', program_id);
+    let overflow = || ViewError::row("expiring points", "the sum overflows");
+    let mut answer = ExpiringPoints::default();
+    // The best `limit` members so far; the heap's top is the weakest of
+    // them, so the heap never holds more than `limit + 1` entries.
+    let mut top: BinaryHeap<Reverse<(i64, Reverse<String>, i64, u64)>> = BinaryHeap::new();
+    let mut current: Option<MemberExpiring> = None;
+    let mut settle = |member: MemberExpiring, answer: &mut ExpiringPoints| -> Option<()> {
+        answer.points = answer.points.checked_add(member.points)?;
+        answer.members = answer.members.checked_add(1)?;
+        top.push(Reverse((
+            member.points,
+            Reverse(member.member_id),
+            member.first_expires_at_us,
+            member.lots,
+        )));
+        if top.len() > limit {
+            top.pop();
+        }
+        Some(())
+    };
+    view.scan(&prefix, &prefix, false, |key, value| {
+        // `key` is `{member} || 0 || be_u64(lot_id)`; member rows group
+        // together because the lot id comes after the member id.
+        let member_id = key
+            .iter()
+            .position(|byte| *byte == 0)
+            .and_then(|end| key.get(..end))
+            .and_then(|name| std::str::from_utf8(name).ok())
+            .ok_or_else(|| ViewError::row("lot", "key without a member id"))?;
+        let lot: LotRow = decode(value, "lot")?;
+        let in_window = lot
+            .expires_at_us
+            .is_some_and(|expires_at_us| from_us <= expires_at_us && expires_at_us < to_us);
+        if lot.remaining <= 0 || !in_window {
+            return Ok(true);
+        }
+        let expires_at_us = lot.expires_at_us.unwrap_or(i64::MAX);
+        match current.as_mut() {
+            Some(member) if member.member_id == member_id => {
+                member.points = member
+                    .points
+                    .checked_add(lot.remaining)
+                    .ok_or_else(overflow)?;
+                member.lots = member.lots.saturating_add(1);
+                member.first_expires_at_us = member.first_expires_at_us.min(expires_at_us);
+            }
+            _ => {
+                let next = MemberExpiring {
+                    member_id: member_id.to_owned(),
+                    points: lot.remaining,
+                    lots: 1,
+                    first_expires_at_us: expires_at_us,
+                };
+                if let Some(done) = current.replace(next) {
+                    settle(done, &mut answer).ok_or_else(overflow)?;
+                }
+            }
+        }
+        Ok(true)
+    })?;
+    if let Some(done) = current.take() {
+        settle(done, &mut answer).ok_or_else(overflow)?;
+    }
+    // Ascending order of `Reverse(key)` is descending order of the key:
+    // most points first, then the smaller member id.
+    answer.top = top
+        .into_sorted_vec()
+        .into_iter()
+        .map(
+            |Reverse((points, Reverse(member_id), first_expires_at_us, lots))| MemberExpiring {
+                member_id,
+                points,
+                lots,
+                first_expires_at_us,
+            },
+        )
+        .collect();
+    Ok(Answer {
+        position: view.position(),
+        value: answer,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::Folder;
+    use ledger_core::domain::{
+        Command, Currency, LotExpiry, LotExpiryRule, Member, Money, ProgramRules, Rules,
+        ShortfallPolicy, apply, decide,
+    };
+    use ledger_core::store::Store;
+
+    const T_US: i64 = 1_750_000_000_000_000;
+    const DAY_US: i64 = 86_400_000_000;
+
+    fn rules(pending_days: u32) -> Rules {
+        let mut raw = ProgramRules::basic("USD");
+        raw.pending_days = pending_days;
+        raw.lot_expiry = Some(LotExpiry {
+            rule: Some(LotExpiryRule::AfterDays(30)),
+        });
+        raw.return_policy = ShortfallPolicy::Debt;
+        Rules::from_raw(&raw).expect("rules")
+    }
+
+    fn purchase(order_id: &str, dollars: i64) -> Command {
+        Command::RecordPurchase {
+            order_id: order_id.into(),
+            spend: Money::new(
+                dollars * 100,
+                Currency::from_code("USD", "spend").expect("USD"),
+            ),
+            tags: vec![],
+        }
+    }
+
+    /// Decides `(program, member, command, time)` in order with the pure
+    /// domain and folds the events into a fresh store's balance view.
+    fn folded(
+        commands: Vec<(&str, &str, Command, i64)>,
+        rules: &Rules,
+    ) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let mut members: HashMap<String, (Member, u64)> = HashMap::new();
+        let mut events = Vec::new();
+        for (program, member, command, at_us) in commands {
+            let stream = format!("member/{program}/{member}");
+            let (state, version) = members.entry(stream.clone()).or_default();
+            for event in decide(state, &command, rules, at_us).expect("decided") {
+                apply(state, &event);
+                *version += 1;
+                events.push(LogEvent {
+                    position: events.len() as u64 + 1,
+                    stream: stream.clone(),
+                    stream_version: *version,
+                    program_id: program.to_owned(),
+                    recorded_at_us: at_us,
+                    event,
+                });
+            }
+        }
+        let mut folder = Folder::open(&store, ViewKind::Balance, 1).expect("folder");
+        folder.apply_chunk(&store, &events).expect("folded");
+        folder.activate(&store).expect("activated");
+        (dir, store)
+    }
+
+    fn program(id: &str) -> ProgramId {
+        ProgramId::parse("program_id", id).expect("program id")
+    }
+
+    #[test]
+    fn balance_totals_sum_one_programs_members_and_match_their_lifetime_totals() {
+        let rules = rules(10);
+        let (_dir, store) = folded(
+            vec![
+                ("p", "a", purchase("o1", 100), T_US),
+                (
+                    "p",
+                    "a",
+                    Command::AwardPoints {
+                        reason: "birthday".into(),
+                        points: Points::new(10),
+                    },
+                    T_US + DAY_US,
+                ),
+                ("p", "b", purchase("o2", 50), T_US),
+                (
+                    "p",
+                    "b",
+                    Command::Redeem {
+                        redemption_id: "r1".into(),
+                        points: Points::new(50),
+                    },
+                    T_US + 11 * DAY_US,
+                ),
+                // Already spent: the whole claw-back becomes debt.
+                (
+                    "p",
+                    "b",
+                    Command::RecordReturn {
+                        order_id: "o2".into(),
+                        refund: Money::new(
+                            5_000,
+                            Currency::from_code("USD", "refund").expect("USD"),
+                        ),
+                    },
+                    T_US + 12 * DAY_US,
+                ),
+                // Another program whose id extends the first one's.
+                ("pp", "c", purchase("o3", 500), T_US),
+            ],
+            &rules,
+        );
+        let totals = balance_totals(&store, &program("p")).expect("totals");
+        let value = totals.value;
+        assert_eq!(totals.position, 10, "every event folded");
+        assert_eq!(
+            (value.members, value.enrolled, value.members_in_debt),
+            (2, 2, 1)
+        );
+        assert_eq!((value.available, value.pending, value.debt), (10, 100, 50));
+        assert_eq!(value.open_lots, 2);
+        let lifetime = value.lifetime;
+        assert_eq!(
+            (
+                lifetime.earned,
+                lifetime.awarded,
+                lifetime.redeemed,
+                lifetime.reversed
+            ),
+            (150, 10, 50, 50)
+        );
+        assert_eq!(value.total(), Some(60));
+        assert_eq!(lifetime.net(), value.total());
+        let other = balance_totals(&store, &program("pp"))
+            .expect("totals")
+            .value;
+        assert_eq!((other.members, other.pending), (1, 500));
+        let none = balance_totals(&store, &program("q")).expect("totals").value;
+        assert_eq!(none, BalanceTotals::default());
+    }
+
+    #[test]
+    fn expiring_points_sum_the_window_and_rank_members_by_points_then_id() {
+        let rules = rules(0);
+        let (_dir, store) = folded(
+            vec![
+                ("p", "a", purchase("o1", 100), T_US),
+                ("p", "a", purchase("o2", 20), T_US + 10 * DAY_US),
+                ("p", "b", purchase("o3", 100), T_US),
+                (
+                    "p",
+                    "b",
+                    Command::Redeem {
+                        redemption_id: "r1".into(),
+                        points: Points::new(40),
+                    },
+                    T_US + DAY_US,
+                ),
+                ("p", "d", purchase("o4", 100), T_US + 40 * DAY_US),
+                ("p", "e", purchase("o5", 60), T_US),
+                ("pp", "c", purchase("o6", 500), T_US),
+            ],
+            &rules,
+        );
+        let p = program("p");
+        let (from, to) = (T_US + 20 * DAY_US, T_US + 45 * DAY_US);
+        let answer = expiring_points(&store, &p, from, to, 2)
+            .expect("expiring")
+            .value;
+        assert_eq!((answer.points, answer.members), (240, 3));
+        let ranked: Vec<(&str, i64, u64)> = answer
+            .top
+            .iter()
+            .map(|member| (member.member_id.as_str(), member.points, member.lots))
+            .collect();
+        assert_eq!(ranked, [("a", 120, 2), ("b", 60, 1)]);
+        assert_eq!(answer.top[0].first_expires_at_us, T_US + 30 * DAY_US);
+        let all = expiring_points(&store, &p, from, to, 10)
+            .expect("expiring")
+            .value;
+        let ids: Vec<&str> = all.top.iter().map(|m| m.member_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "e"], "ties go to the smaller member id");
+        let none = expiring_points(&store, &p, from, to, 0)
+            .expect("expiring")
+            .value;
+        assert_eq!((none.points, none.top.len()), (240, 0));
+        // Only a's second lot expires in the later window.
+        let later = expiring_points(&store, &p, T_US + 35 * DAY_US, to, 10)
+            .expect("expiring")
+            .value;
+        assert_eq!((later.points, later.members), (20, 1));
+        assert_eq!(later.top[0].first_expires_at_us, T_US + 40 * DAY_US);
+        match expiring_points(&store, &p, from, to, EXPIRING_TOP_MAX + 1) {
+            Err(QueryError::Invalid(error)) => assert_eq!(error.field, "limit"),
+            other => panic!("a limit above the maximum is refused: {other:?}"),
+        }
+    }
 
     #[test]
     fn page_tokens_round_trip_and_bad_ones_name_the_field() {
