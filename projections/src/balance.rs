@@ -1097,6 +1097,26 @@ pub struct MemberExpiring {
     pub first_expires_at_us: i64,
 }
 
+/// A member ranked by expiring points: more points rank higher, then the
+/// smaller member id.
+#[derive(Debug, PartialEq, Eq)]
+struct Ranked(MemberExpiring);
+
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.0
+            .points
+            .cmp(&other.0.points)
+            .then_with(|| other.0.member_id.cmp(&self.0.member_id))
+    }
+}
+
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// Points of a program that expire within a window.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ExpiringPoints {
@@ -1138,17 +1158,12 @@ pub fn expiring_points(
     let mut answer = ExpiringPoints::default();
     // The best `limit` members so far; the heap's top is the weakest of
     // them, so the heap never holds more than `limit + 1` entries.
-    let mut top: BinaryHeap<Reverse<(i64, Reverse<String>, i64, u64)>> = BinaryHeap::new();
+    let mut top: BinaryHeap<Reverse<Ranked>> = BinaryHeap::new();
     let mut current: Option<MemberExpiring> = None;
     let mut settle = |member: MemberExpiring, answer: &mut ExpiringPoints| -> Option<()> {
         answer.points = answer.points.checked_add(member.points)?;
         answer.members = answer.members.checked_add(1)?;
-        top.push(Reverse((
-            member.points,
-            Reverse(member.member_id),
-            member.first_expires_at_us,
-            member.lots,
-        )));
+        top.push(Reverse(Ranked(member)));
         if top.len() > limit {
             top.pop();
         }
@@ -1197,19 +1212,12 @@ pub fn expiring_points(
     if let Some(done) = current.take() {
         settle(done, &mut answer).ok_or_else(overflow)?;
     }
-    // Ascending order of `Reverse(key)` is descending order of the key:
-    // most points first, then the smaller member id.
+    // Ascending order of `Reverse(rank)` is descending rank: most points
+    // first, then the smaller member id.
     answer.top = top
         .into_sorted_vec()
         .into_iter()
-        .map(
-            |Reverse((points, Reverse(member_id), first_expires_at_us, lots))| MemberExpiring {
-                member_id,
-                points,
-                lots,
-                first_expires_at_us,
-            },
-        )
+        .map(|Reverse(Ranked(member))| member)
         .collect();
     Ok(Answer {
         position: view.position(),
