@@ -144,6 +144,25 @@ impl Tally {
         Ok(())
     }
 
+    /// Adds another tally's counts to this one.
+    fn add(&mut self, other: Tally) {
+        let pairs = [
+            (&mut self.submitted, other.submitted),
+            (&mut self.accepted, other.accepted),
+            (&mut self.refused, other.refused),
+        ];
+        for (mine, theirs) in pairs {
+            for (count, more) in mine.iter_mut().zip(theirs) {
+                *count += more;
+            }
+        }
+        for (reason, count) in other.reasons {
+            *self.reasons.entry(reason).or_default() += count;
+        }
+        self.disagreements += other.disagreements;
+        self.system_commands += other.system_commands;
+    }
+
     fn total(counts: &[u64]) -> u64 {
         counts.iter().sum()
     }
@@ -367,8 +386,42 @@ async fn demo(
     })
 }
 
+/// One day of traffic: its commands, then the midnight that ends it (none
+/// for the last day, which the end of the period ends).
+struct Day {
+    commands: Vec<Planned>,
+    midnight_us: Option<i64>,
+}
+
+/// The generator's steps up to the next midnight or the end.
+fn next_day(traffic: &mut Traffic) -> anyhow::Result<Day> {
+    let mut commands = Vec::new();
+    loop {
+        match traffic.next_step()? {
+            Step::Command(planned) => commands.push(*planned),
+            Step::Midnight(midnight_us) => {
+                return Ok(Day {
+                    commands,
+                    midnight_us: Some(midnight_us),
+                });
+            }
+            Step::End => {
+                return Ok(Day {
+                    commands,
+                    midnight_us: None,
+                });
+            }
+        }
+    }
+}
+
 /// Defines the program, then hands the generator's commands to the writer
-/// in batches and runs the scheduler at each midnight.
+/// day by day, and runs the scheduler at each midnight.
+///
+/// The generator works out the next day while the writer and the scheduler
+/// work through the current one: the two share nothing (the generator's
+/// model is its own), and the days still reach the writer one after the
+/// other, so the log is the same as if each waited for the other.
 async fn submit_traffic(
     traffic: &mut Traffic,
     writer: &WriterHandle<LedgerCommand>,
@@ -384,59 +437,81 @@ async fn submit_traffic(
         .submit(definition)
         .await
         .context("defining the demo program")?;
-    let mut batch: Vec<Planned> = Vec::with_capacity(SUBMIT_BATCH_COMMANDS_MAX);
+    let mut in_flight: Option<tokio::task::JoinHandle<anyhow::Result<Tally>>> = None;
     loop {
-        match traffic.next_step()? {
-            Step::Command(planned) => {
-                batch.push(*planned);
-                if batch.len() == SUBMIT_BATCH_COMMANDS_MAX {
-                    submit_batch(writer, clock, &mut batch, tally).await?;
-                }
-            }
-            Step::Midnight(midnight_us) => {
-                submit_batch(writer, clock, &mut batch, tally).await?;
-                clock.set(midnight_us);
-                tally.system_commands += scheduler.run_due(midnight_us).await? as u64;
-                progress.inc(1);
-                let events = writer.head().borrow().position;
-                let elapsed_ms = started.elapsed().as_millis().max(1);
-                progress.set_message(format!(
-                    "{} commands, {} events, {} events/s",
-                    thousands(i128::from(Tally::total(&tally.submitted))),
-                    thousands(i128::from(events)),
-                    thousands(i128::from(events) * 1_000 / elapsed_ms as i128),
-                ));
-            }
-            Step::End => return submit_batch(writer, clock, &mut batch, tally).await,
+        let day = next_day(traffic)?;
+        let last = day.midnight_us.is_none();
+        if let Some(previous) = in_flight.take() {
+            tally.add(previous.await??);
+            progress.inc(1);
+            let events = writer.head().borrow().position;
+            let elapsed_ms = started.elapsed().as_millis().max(1);
+            progress.set_message(format!(
+                "{} commands, {} events, {} events/s",
+                thousands(i128::from(Tally::total(&tally.submitted))),
+                thousands(i128::from(events)),
+                thousands(i128::from(events) * 1_000 / elapsed_ms as i128),
+            ));
+        }
+        in_flight = Some(tokio::spawn(write_day(
+            writer.clone(),
+            scheduler.clone(),
+            clock.clone(),
+            day,
+        )));
+        if last {
+            break;
         }
     }
+    if let Some(previous) = in_flight {
+        tally.add(previous.await??);
+    }
+    Ok(())
 }
 
-/// Submits `batch` (emptying it) with the clock at its last business time,
-/// and counts the answers.
+/// Submits a day's commands in batches, then runs the scheduler at its
+/// midnight; returns how the engine answered.
+async fn write_day(
+    writer: WriterHandle<LedgerCommand>,
+    scheduler: Scheduler,
+    clock: ManualClock,
+    day: Day,
+) -> anyhow::Result<Tally> {
+    let mut tally = Tally::default();
+    for batch in day.commands.chunks(SUBMIT_BATCH_COMMANDS_MAX) {
+        submit_batch(&writer, &clock, batch, &mut tally).await?;
+    }
+    if let Some(midnight_us) = day.midnight_us {
+        clock.set(midnight_us);
+        tally.system_commands += scheduler.run_due(midnight_us).await? as u64;
+    }
+    Ok(tally)
+}
+
+/// Submits `batch` with the clock at its last business time, and counts
+/// the answers.
 async fn submit_batch(
     writer: &WriterHandle<LedgerCommand>,
     clock: &ManualClock,
-    batch: &mut Vec<Planned>,
+    batch: &[Planned],
     tally: &mut Tally,
 ) -> anyhow::Result<()> {
     let Some(last) = batch.last() else {
         return Ok(());
     };
     clock.set(last.envelope.occurred_at_us.max(clock.now_us()));
-    let planned: Vec<Planned> = std::mem::take(batch);
-    let envelopes = planned.iter().map(|p| p.envelope.clone()).collect();
+    let envelopes = batch.iter().map(|p| p.envelope.clone()).collect();
     let results = writer
         .submit_many(envelopes)
         .await
         .context("submitting the demo traffic")?;
     anyhow::ensure!(
-        results.len() == planned.len(),
+        results.len() == batch.len(),
         "the writer answered {} of {} commands",
         results.len(),
-        planned.len()
+        batch.len()
     );
-    for (planned, result) in planned.iter().zip(&results) {
+    for (planned, result) in batch.iter().zip(&results) {
         tally.count(planned, result.as_ref().map(drop))?;
     }
     Ok(())
