@@ -7,6 +7,7 @@ pub mod audit;
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod demo;
 pub mod export;
 pub mod ledger;
 pub mod metrics;

@@ -73,8 +73,10 @@ pub struct Lifetime {
 }
 
 impl Lifetime {
-    /// What the member's points (available + pending - debt) must be.
-    fn net(&self) -> Option<i64> {
+    /// What the member's points (available + pending - debt) must be:
+    /// earned + awarded - redeemed - expired - reversed + adjusted +
+    /// transferred in - transferred out (`None` if it overflows).
+    pub fn net(&self) -> Option<i64> {
         self.earned
             .checked_add(self.awarded)?
             .checked_sub(self.redeemed)?
@@ -890,38 +892,6 @@ pub fn program_totals(
     })
 }
 
-/// The sum of a program's member rows, added up row by row (not read from
-/// the totals row): what `reconcile` checks the totals and the liability
-/// against.
-pub fn sum_members(
-    store: &ledger_core::store::Store,
-    program_id: &ProgramId,
-) -> Result<Answer<ProgramTotals>, QueryError> {
-    let view = snapshot(store)?;
-    let mut prefix = vec![b'm'];
-    prefix.extend_from_slice(format!("member/{program_id}/").as_bytes());
-    let mut totals = ProgramTotals::default();
-    let overflow = || ViewError::row("member balances", "sum overflows");
-    view.scan(&prefix, &prefix, false, |_, value| {
-        let row: MemberBalance = decode(value, "member balance")?;
-        totals.members += 1;
-        totals.available = totals
-            .available
-            .checked_add(row.available)
-            .ok_or_else(overflow)?;
-        totals.pending = totals
-            .pending
-            .checked_add(row.pending)
-            .ok_or_else(overflow)?;
-        totals.debt = totals.debt.checked_add(row.debt).ok_or_else(overflow)?;
-        Ok(true)
-    })?;
-    Ok(Answer {
-        position: view.position(),
-        value: totals,
-    })
-}
-
 /// Points due to expire, from the program's open lots.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expiring {
@@ -933,6 +903,9 @@ pub struct Expiring {
     /// `(days, points)`: points in lots expiring after `as_of_us` and at or
     /// before `as_of_us + days`, for each horizon asked, in the order asked.
     pub within: Vec<(u32, i64)>,
+    /// Members with points expiring by the longest horizon (overdue
+    /// included).
+    pub members: u64,
     /// The members with the most points expiring by the longest horizon
     /// (overdue included), most first, then by member id.
     pub top: Vec<ExpiringMember>,
@@ -947,6 +920,8 @@ pub struct ExpiringMember {
     pub points: i64,
     /// The earliest expiry among them.
     pub first_expiry_us: i64,
+    /// Lots they are in.
+    pub lots: u64,
 }
 
 /// Points of `program_id` due to expire within each of `horizons_days` of
@@ -965,7 +940,7 @@ pub fn expiring_points(
     let prefix = expiry_prefix(program_id.as_str());
     let mut overdue: i64 = 0;
     let mut within = vec![0i64; horizons_days.len()];
-    let mut by_member: HashMap<String, (i64, i64)> = HashMap::new();
+    let mut by_member: HashMap<String, (i64, i64, u64)> = HashMap::new();
     let overflow = || ViewError::row("expiry calendar", "points overflow");
     view.scan(&prefix, &prefix, false, |rest, value| {
         let (Some(expires_bytes), Some(member_and_lot)) = (rest.get(..8), rest.get(8..)) else {
@@ -990,18 +965,23 @@ pub fn expiring_points(
         let member = String::from_utf8_lossy(member_and_lot.get(..member_len).unwrap_or(&[]));
         let entry = by_member
             .entry(member.into_owned())
-            .or_insert((0, expires_at_us));
+            .or_insert((0, expires_at_us, 0));
         entry.0 = entry.0.checked_add(points).ok_or_else(overflow)?;
+        entry.2 += 1;
         Ok(true)
     })?;
     let mut members: Vec<ExpiringMember> = by_member
         .into_iter()
-        .map(|(member_id, (points, first_expiry_us))| ExpiringMember {
-            member_id,
-            points,
-            first_expiry_us,
-        })
+        .map(
+            |(member_id, (points, first_expiry_us, lots))| ExpiringMember {
+                member_id,
+                points,
+                first_expiry_us,
+                lots,
+            },
+        )
         .collect();
+    let member_count = members.len() as u64;
     members.sort_by(|a, b| {
         b.points
             .cmp(&a.points)
@@ -1014,6 +994,7 @@ pub fn expiring_points(
             as_of_us,
             overdue,
             within: horizons_days.iter().copied().zip(within).collect(),
+            members: member_count,
             top: members,
         },
     })
@@ -1240,9 +1221,287 @@ pub fn balance_as_of(
     })
 }
 
+/// The balance rows of a program's members, summed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BalanceTotals {
+    /// Members with a balance row (a member has one from its first event).
+    pub members: u64,
+    /// Of those, the enrolled ones.
+    pub enrolled: u64,
+    /// Members whose debt is above zero.
+    pub members_in_debt: u64,
+    /// Points in available lots.
+    pub available: i64,
+    /// Points in lots still pending.
+    pub pending: i64,
+    /// Debt.
+    pub debt: i64,
+    /// Open lots.
+    pub open_lots: u64,
+    /// Each lifetime total, summed over the members.
+    pub lifetime: Lifetime,
+}
+
+impl BalanceTotals {
+    /// Available + pending - debt: what the lifetime totals' net must equal
+    /// (`None` if it overflows).
+    pub fn total(&self) -> Option<i64> {
+        self.available
+            .checked_add(self.pending)?
+            .checked_sub(self.debt)
+    }
+
+    fn add(&mut self, row: &MemberBalance) -> Option<()> {
+        self.members = self.members.checked_add(1)?;
+        self.enrolled = self.enrolled.checked_add(u64::from(row.enrolled))?;
+        self.members_in_debt = self.members_in_debt.checked_add(u64::from(row.debt > 0))?;
+        self.available = self.available.checked_add(row.available)?;
+        self.pending = self.pending.checked_add(row.pending)?;
+        self.debt = self.debt.checked_add(row.debt)?;
+        self.open_lots = self.open_lots.checked_add(row.open_lots)?;
+        let (sum, one) = (&mut self.lifetime, &row.lifetime);
+        sum.earned = sum.earned.checked_add(one.earned)?;
+        sum.awarded = sum.awarded.checked_add(one.awarded)?;
+        sum.redeemed = sum.redeemed.checked_add(one.redeemed)?;
+        sum.expired = sum.expired.checked_add(one.expired)?;
+        sum.reversed = sum.reversed.checked_add(one.reversed)?;
+        sum.forfeited = sum.forfeited.checked_add(one.forfeited)?;
+        sum.adjusted = sum.adjusted.checked_add(one.adjusted)?;
+        sum.transferred_in = sum.transferred_in.checked_add(one.transferred_in)?;
+        sum.transferred_out = sum.transferred_out.checked_add(one.transferred_out)?;
+        Some(())
+    }
+}
+
+/// The prefix of every row of `kind` of a program's members: member streams
+/// are `member/{program}/{member}`, and the trailing `/` keeps a program
+/// whose id extends another's out of the scan.
+fn program_prefix(kind: u8, program_id: &ProgramId) -> Vec<u8> {
+    let mut prefix = vec![kind];
+    prefix.extend_from_slice(format!("member/{program_id}/").as_bytes());
+    prefix
+}
+
+/// Sums the balance rows of every member of `program_id`, from one snapshot
+/// (one scan of the members' rows). A sum that would overflow is an error,
+/// never a wrapped figure.
+pub fn balance_totals(
+    store: &ledger_core::store::Store,
+    program_id: &ProgramId,
+) -> Result<Answer<BalanceTotals>, QueryError> {
+    let view = snapshot(store)?;
+    let prefix = program_prefix(b'm', program_id);
+    let mut totals = BalanceTotals::default();
+    view.scan(&prefix, &prefix, false, |_, value| {
+        let row: MemberBalance = decode(value, "member balance")?;
+        totals
+            .add(&row)
+            .ok_or_else(|| ViewError::row("balance totals", "the sum overflows"))?;
+        Ok(true)
+    })?;
+    Ok(Answer {
+        position: view.position(),
+        value: totals,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::runtime::Folder;
+    use ledger_core::domain::{
+        Command, Currency, LotExpiry, LotExpiryRule, Member, Money, ProgramRules, Rules,
+        ShortfallPolicy, apply, decide,
+    };
+    use ledger_core::store::Store;
+
+    const T_US: i64 = 1_750_000_000_000_000;
+    const DAY_US: i64 = 86_400_000_000;
+
+    fn rules(pending_days: u32) -> Rules {
+        let mut raw = ProgramRules::basic("USD");
+        raw.pending_days = pending_days;
+        raw.lot_expiry = Some(LotExpiry {
+            rule: Some(LotExpiryRule::AfterDays(30)),
+        });
+        raw.return_policy = ShortfallPolicy::Debt;
+        Rules::from_raw(&raw).expect("rules")
+    }
+
+    fn purchase(order_id: &str, dollars: i64) -> Command {
+        Command::RecordPurchase {
+            order_id: order_id.into(),
+            spend: Money::new(
+                dollars * 100,
+                Currency::from_code("USD", "spend").expect("USD"),
+            ),
+            tags: vec![],
+        }
+    }
+
+    /// Decides `(program, member, command, time)` in order with the pure
+    /// domain and folds the events into a fresh store's balance view.
+    fn folded(
+        commands: Vec<(&str, &str, Command, i64)>,
+        rules: &Rules,
+    ) -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let mut members: HashMap<String, (Member, u64)> = HashMap::new();
+        let mut events = Vec::new();
+        for (program, member, command, at_us) in commands {
+            let stream = format!("member/{program}/{member}");
+            let (state, version) = members.entry(stream.clone()).or_default();
+            for event in decide(state, &command, rules, at_us).expect("decided") {
+                apply(state, &event);
+                *version += 1;
+                events.push(LogEvent {
+                    position: events.len() as u64 + 1,
+                    stream: stream.clone(),
+                    stream_version: *version,
+                    program_id: program.to_owned(),
+                    recorded_at_us: at_us,
+                    event,
+                });
+            }
+        }
+        let mut folder = Folder::open(&store, ViewKind::Balance, 1).expect("folder");
+        folder.apply_chunk(&store, &events).expect("folded");
+        folder.activate(&store).expect("activated");
+        (dir, store)
+    }
+
+    fn program(id: &str) -> ProgramId {
+        ProgramId::parse("program_id", id).expect("program id")
+    }
+
+    #[test]
+    fn balance_totals_sum_one_programs_members_and_match_their_lifetime_totals() {
+        let rules = rules(10);
+        let (_dir, store) = folded(
+            vec![
+                ("p", "a", purchase("o1", 100), T_US),
+                (
+                    "p",
+                    "a",
+                    Command::AwardPoints {
+                        reason: "birthday".into(),
+                        points: Points::new(10),
+                    },
+                    T_US + DAY_US,
+                ),
+                ("p", "b", purchase("o2", 50), T_US),
+                (
+                    "p",
+                    "b",
+                    Command::Redeem {
+                        redemption_id: "r1".into(),
+                        points: Points::new(50),
+                    },
+                    T_US + 11 * DAY_US,
+                ),
+                // Already spent: the whole claw-back becomes debt.
+                (
+                    "p",
+                    "b",
+                    Command::RecordReturn {
+                        order_id: "o2".into(),
+                        refund: Money::new(
+                            5_000,
+                            Currency::from_code("USD", "refund").expect("USD"),
+                        ),
+                    },
+                    T_US + 12 * DAY_US,
+                ),
+                // Another program whose id extends the first one's.
+                ("pp", "c", purchase("o3", 500), T_US),
+            ],
+            &rules,
+        );
+        let totals = balance_totals(&store, &program("p")).expect("totals");
+        let value = totals.value;
+        assert_eq!(totals.position, 10, "every event folded");
+        assert_eq!(
+            (value.members, value.enrolled, value.members_in_debt),
+            (2, 2, 1)
+        );
+        assert_eq!((value.available, value.pending, value.debt), (10, 100, 50));
+        assert_eq!(value.open_lots, 2);
+        let lifetime = value.lifetime;
+        assert_eq!(
+            (
+                lifetime.earned,
+                lifetime.awarded,
+                lifetime.redeemed,
+                lifetime.reversed
+            ),
+            (150, 10, 50, 50)
+        );
+        assert_eq!(value.total(), Some(60));
+        assert_eq!(lifetime.net(), value.total());
+        let other = balance_totals(&store, &program("pp"))
+            .expect("totals")
+            .value;
+        assert_eq!((other.members, other.pending), (1, 500));
+        let none = balance_totals(&store, &program("q")).expect("totals").value;
+        assert_eq!(none, BalanceTotals::default());
+    }
+
+    #[test]
+    fn expiring_points_sum_the_window_and_rank_members_by_points_then_id() {
+        let rules = rules(0);
+        let (_dir, store) = folded(
+            vec![
+                ("p", "a", purchase("o1", 100), T_US),
+                ("p", "a", purchase("o2", 20), T_US + 10 * DAY_US),
+                ("p", "b", purchase("o3", 100), T_US),
+                (
+                    "p",
+                    "b",
+                    Command::Redeem {
+                        redemption_id: "r1".into(),
+                        points: Points::new(40),
+                    },
+                    T_US + DAY_US,
+                ),
+                ("p", "d", purchase("o4", 100), T_US + 40 * DAY_US),
+                ("p", "e", purchase("o5", 60), T_US),
+                ("pp", "c", purchase("o6", 500), T_US),
+            ],
+            &rules,
+        );
+        let p = program("p");
+        let from = T_US + 20 * DAY_US;
+        let answer = expiring_points(&store, &p, from, &[25], 2)
+            .expect("expiring")
+            .value;
+        assert_eq!((answer.within, answer.overdue), (vec![(25, 240)], 0));
+        assert_eq!(answer.members, 3);
+        let ranked: Vec<(&str, i64, u64)> = answer
+            .top
+            .iter()
+            .map(|member| (member.member_id.as_str(), member.points, member.lots))
+            .collect();
+        assert_eq!(ranked, [("a", 120, 2), ("b", 60, 1)]);
+        assert_eq!(answer.top[0].first_expiry_us, T_US + 30 * DAY_US);
+        let all = expiring_points(&store, &p, from, &[25], 10)
+            .expect("expiring")
+            .value;
+        let ids: Vec<&str> = all.top.iter().map(|m| m.member_id.as_str()).collect();
+        assert_eq!(ids, ["a", "b", "e"], "ties go to the smaller member id");
+        let none = expiring_points(&store, &p, from, &[25], 0)
+            .expect("expiring")
+            .value;
+        assert_eq!((none.within[0].1, none.top.len()), (240, 0));
+        // Later, the lots of day 30 are overdue (the scheduler has not run)
+        // and only a's second lot is still ahead.
+        let later = expiring_points(&store, &p, T_US + 35 * DAY_US, &[10, 40], 10)
+            .expect("expiring")
+            .value;
+        assert_eq!(later.within, vec![(10, 20), (40, 120)]);
+        assert_eq!(later.overdue, 220);
+        assert_eq!(later.top[0].first_expiry_us, T_US + 30 * DAY_US);
+    }
 
     #[test]
     fn page_tokens_round_trip_and_bad_ones_name_the_field() {

@@ -159,9 +159,9 @@ fn compare_program(
     };
     liability::check_range(first, last, "--from", "--to")?;
     let (rows, closing_all) = liability::roll_forward(&log.days, &log.values, first, last)?;
-    let members = balance::sum_members(store, program_id)?.value;
+    let members = balance::balance_totals(store, program_id)?.value;
     let member_points = members
-        .outstanding()
+        .total()
         .ok_or_else(|| QueryError::View(ViewError::row("member balances", "sum overflows")))?;
     if member_points != closing_all {
         differences.push(Difference {
