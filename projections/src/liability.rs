@@ -476,13 +476,7 @@ pub fn roll_forward(
     from_day: i64,
     to_day: i64,
 ) -> Result<(Vec<LiabilityDay>, i64), QueryError> {
-    let mut opening: i64 = 0;
-    for flows in days.range(..from_day).map(|(_, flows)| flows) {
-        opening = flows
-            .net()
-            .and_then(|net| opening.checked_add(net))
-            .ok_or_else(|| overflow("liability opening"))?;
-    }
+    let mut opening = closing_over(days.range(..from_day).map(|(_, flows)| flows))?;
     let default_value = PointValue {
         minor_units: 0,
         per_points: 1,
@@ -514,14 +508,17 @@ pub fn roll_forward(
         });
         opening = closing;
     }
-    let mut closing_all: i64 = 0;
-    for flows in days.values() {
-        closing_all = flows
+    Ok((out, closing_over(days.values())?))
+}
+
+/// What the days' flows leave owed, starting from nothing.
+fn closing_over<'a>(flows: impl IntoIterator<Item = &'a Flows>) -> Result<i64, QueryError> {
+    flows.into_iter().try_fold(0i64, |closing, flows| {
+        flows
             .net()
-            .and_then(|net| closing_all.checked_add(net))
-            .ok_or_else(|| overflow("liability closing"))?;
-    }
-    Ok((out, closing_all))
+            .and_then(|net| closing.checked_add(net))
+            .ok_or_else(|| overflow("liability closing"))
+    })
 }
 
 fn summarise(
@@ -657,13 +654,7 @@ pub fn check_outstanding(
     let view = ViewSnapshot::take(store, ViewKind::Liability.tag())?;
     program_rules(&view, program_id)?;
     let days: BTreeMap<i64, Flows> = read_dated(&view, b'd', program_id.as_str(), "liability day")?;
-    let mut closing: i64 = 0;
-    for flows in days.values() {
-        closing = flows
-            .net()
-            .and_then(|net| closing.checked_add(net))
-            .ok_or_else(|| overflow("liability closing"))?;
-    }
+    let mut closing = closing_over(days.values())?;
     let liability_position = view.position();
     drop(view);
     let totals = balance::program_totals(store, program_id)?;
