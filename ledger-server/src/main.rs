@@ -46,6 +46,10 @@ enum Commands {
     /// the log's head. Exit 0 when answered, 1 when the server refuses the
     /// call (code, message and fields printed), 2 when it cannot be called.
     Client(ledger_server::client::ClientArgs),
+    /// Generate load over gRPC against a running server and report
+    /// throughput, latency percentiles and errors by code. Exit 0 when the
+    /// run's checks hold, 1 when one fails, 2 when it cannot run.
+    Load(Box<ledger_server::load::LoadArgs>),
     /// Serve gRPC (health, reflection, Audit) on a data directory.
     Serve {
         /// Data directory [default: points-ledger under the user's data dir].
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Commands::Client(args) => client(args),
+        Commands::Load(args) => load(&args),
         Commands::Serve {
             data_dir,
             listen,
@@ -272,6 +277,41 @@ fn client(args: ledger_server::client::ClientArgs) -> anyhow::Result<ExitCode> {
     Ok(match runtime.block_on(ledger_server::client::run(args))? {
         ledger_server::client::Outcome::Answered => ExitCode::SUCCESS,
         ledger_server::client::Outcome::Refused => ExitCode::from(1),
+    })
+}
+
+fn load(args: &ledger_server::load::LoadArgs) -> anyhow::Result<ExitCode> {
+    use ledger_server::load;
+    let options = load::LoadOptions::from_args(args);
+    let runtime = tokio::runtime::Runtime::new()?;
+    // Ctrl-C ends the run early; the report covers what was sent.
+    let stop = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let report = runtime.block_on(load::run(options, stop))?;
+    if let Some(path) = &args.record {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        for ack in &report.acks {
+            serde_json::to_writer(&mut out, ack)?;
+            std::io::Write::write_all(&mut out, b"\n")?;
+        }
+        std::io::Write::flush(&mut out)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+    } else {
+        report.write_text(&mut out)?;
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }
 
