@@ -8,7 +8,9 @@
 //! - `hot-member`: every worker redeems from and awards to one member; the
 //!   run checks that no answer ever showed a negative balance and that the
 //!   final balance is what the acknowledged commands add up to;
-//! - `noop`: health checks only, the transport's ceiling on the machine.
+//! - `noop`: health checks only, the transport's ceiling on the machine;
+//! - `populate`: one purchase for each of `--members` members, by
+//!   `SubmitBatch` of 1,000, and then the run ends: it fills a server.
 //!
 //! **Closed loop** (the default): each of `--concurrency` workers sends its
 //! next request as soon as the last one is answered. **Open loop**
@@ -250,16 +252,32 @@ pub async fn run(
             stop_rx.clone(),
         ))
     });
+    // Ends at the deadline, at the caller's stop, or when every worker has
+    // nothing more to send (populate), whichever is first.
+    let mut joined = tokio::spawn(async move {
+        let mut summaries = Vec::with_capacity(workers.len());
+        for worker in workers {
+            summaries.push(worker.await);
+        }
+        summaries
+    });
+    let mut finished = None;
     tokio::select! {
         () = stop => {}
         () = tokio::time::sleep_until(deadline.into()) => {}
+        summaries = &mut joined => finished = Some(summaries),
     }
     // The workers and the sampler hold receivers until they return, so the
     // send reaches them; if all returned already there is nobody to tell.
     let _ = stop_tx.send(true);
+    let summaries = match finished {
+        Some(summaries) => summaries,
+        None => joined.await,
+    }
+    .context("the load workers' task panicked")?;
     let mut checks_inputs = Vec::new();
-    for worker in workers {
-        checks_inputs.push(worker.await.context("a load worker panicked")?);
+    for summary in summaries {
+        checks_inputs.push(summary.context("a load worker panicked")?);
     }
     let elapsed = started.elapsed();
     let samples = match sampler {
@@ -333,7 +351,9 @@ async fn drive(
         if Instant::now() >= deadline || *stop.borrow() {
             break;
         }
-        let outcome = worker.step().await;
+        let Some(outcome) = worker.step().await else {
+            break;
+        };
         let latency_us = u64::try_from(due.elapsed().as_micros()).unwrap_or(u64::MAX);
         let unavailable = matches!(&outcome, Outcome { result: Err(code), .. } if *code == tonic::Code::Unavailable);
         match stats.lock() {

@@ -384,7 +384,9 @@ fn verify(data_dir: PathBuf) -> anyhow::Result<ExitCode> {
     bar.set_style(ProgressStyle::with_template(
         "verify {bar:40} {pos}/{len} records  {per_sec}  eta {eta}",
     )?);
+    let started = Instant::now();
     let outcome = store.verify(|progress| bar.set_position(progress.checked))?;
+    let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     match outcome {
         VerifyOutcome::Verified { head } => {
@@ -393,6 +395,10 @@ fn verify(data_dir: PathBuf) -> anyhow::Result<ExitCode> {
                 head.position,
                 head.position,
                 head.hash.to_hex()
+            );
+            println!(
+                "took {seconds:.2} s: {:.0} records/s",
+                head.position as f64 / seconds.max(1e-9)
             );
             Ok(ExitCode::SUCCESS)
         }

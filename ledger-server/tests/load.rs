@@ -15,11 +15,12 @@ use ledger_server::load::Ack;
 use std::process::Command;
 
 fn load(addr: &str, args: &[&str]) -> (std::process::ExitStatus, serde_json::Value) {
-    let output = Command::new(env!("CARGO_BIN_EXE_ledgerd"))
-        .args(["load", "--target", addr, "--json", "--members", "50"])
-        .args(args)
-        .output()
-        .expect("run ledgerd load");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_ledgerd"));
+    command.args(["load", "--target", addr, "--json"]);
+    if !args.contains(&"--members") {
+        command.args(["--members", "50"]);
+    }
+    let output = command.args(args).output().expect("run ledgerd load");
     let stdout = String::from_utf8_lossy(&output.stdout);
     let report = serde_json::from_str(&stdout).unwrap_or_else(|error| {
         panic!(
@@ -113,6 +114,26 @@ fn every_scenario_reports_its_figures_and_records_its_acknowledgements() {
     assert!(status.success(), "{batch}");
     let commands = batch["commands"].as_u64().expect("commands");
     assert!(commands > 0 && commands % 1_000 == 0, "{batch}");
+
+    // Populate: members 0..2,500 once each, in three batches over two
+    // workers, and the run ends by itself long before its duration.
+    let (status, populate) = load(
+        &server.addr,
+        &[
+            "--scenario",
+            "populate",
+            "--members",
+            "2500",
+            "--duration",
+            "600",
+            "--concurrency",
+            "2",
+        ],
+    );
+    assert!(status.success(), "{populate}");
+    assert_eq!(populate["commands"], 2_500, "{populate}");
+    assert_eq!(populate["requests"], 3, "{populate}");
+    assert!(populate["elapsed_s"].as_f64().expect("elapsed") < 600.0);
 
     let (status, hot) = load(
         &server.addr,

@@ -414,13 +414,17 @@ impl Report {
             s.concurrency,
             s.connections
         )?;
-        if s.scenario != super::Scenario::Noop {
+        let members = match s.scenario {
+            super::Scenario::Noop => None,
+            super::Scenario::Populate => Some("one purchase each".to_owned()),
+            _ => Some(format!("Zipf, exponent {}", super::scenario::ZIPF_EXPONENT)),
+        };
+        if let Some(members) = members {
             writeln!(
                 out,
-                "  program {}, {} members (Zipf, exponent {}), seed {}, run id {}",
+                "  program {}, {} members ({members}), seed {}, run id {}",
                 s.program,
                 thousands(u64::from(s.members)),
-                super::scenario::ZIPF_EXPONENT,
                 s.seed,
                 s.run_id
             )?;

@@ -45,6 +45,9 @@ pub enum Scenario {
     HotMember,
     /// Health checks only: the transport's ceiling.
     Noop,
+    /// One purchase for each of the members, by SubmitBatch of 1,000, then
+    /// stop: fills a server with `--members` members.
+    Populate,
 }
 
 impl Scenario {
@@ -55,6 +58,7 @@ impl Scenario {
             Scenario::Batch => "batch",
             Scenario::HotMember => "hot-member",
             Scenario::Noop => "noop",
+            Scenario::Populate => "populate",
         }
     }
 }
@@ -342,6 +346,10 @@ pub(crate) struct Worker {
     keep_acks: bool,
     hot_member: Option<String>,
     summary: WorkerSummary,
+    /// Populate: the next member this worker fills, its stride and the end.
+    populate_next: u64,
+    populate_stride: u64,
+    populate_end: u64,
 }
 
 impl Worker {
@@ -364,6 +372,9 @@ impl Worker {
             keep_acks: options.keep_acks,
             hot_member: setup.hot_member.clone(),
             summary: WorkerSummary::default(),
+            populate_next: u64::from(index) * BATCH_COMMANDS as u64,
+            populate_stride: u64::from(options.concurrency) * BATCH_COMMANDS as u64,
+            populate_end: u64::from(options.members),
         }
     }
 
@@ -371,9 +382,10 @@ impl Worker {
         self.summary
     }
 
-    /// Sends one request and says what it did.
-    pub(crate) async fn step(&mut self) -> Outcome {
-        match self.scenario {
+    /// Sends one request and says what it did; `None` when the scenario
+    /// has nothing more to send.
+    pub(crate) async fn step(&mut self) -> Option<Outcome> {
+        Some(match self.scenario {
             Scenario::Noop => {
                 let result = self
                     .health
@@ -386,9 +398,20 @@ impl Worker {
                 Outcome::read(Op::Health, result)
             }
             Scenario::Checkout => self.checkout().await,
-            Scenario::Batch => self.batch().await,
+            Scenario::Batch => self.batch(None).await,
             Scenario::HotMember => self.hot_member().await,
-        }
+            Scenario::Populate => {
+                // Worker w fills members [w * 1000, w * 1000 + 1000), then
+                // jumps by the concurrency: disjoint ranges, every member once.
+                let first = self.populate_next;
+                if first >= self.populate_end {
+                    return None;
+                }
+                let last = (first + BATCH_COMMANDS as u64).min(self.populate_end);
+                self.populate_next += self.populate_stride;
+                self.batch(Some(first..last)).await
+            }
+        })
     }
 
     fn next_key(&mut self) -> String {
@@ -607,13 +630,21 @@ impl Worker {
         }
     }
 
-    async fn batch(&mut self) -> Outcome {
+    /// A SubmitBatch of purchases: 1,000 by Zipf-drawn members, or one for
+    /// each member of `range`.
+    async fn batch(&mut self, range: Option<std::ops::Range<u64>>) -> Outcome {
         let prefix = self.next_key();
         let occurred_at = Some(timestamp(now_us()));
-        let mut members = Vec::with_capacity(BATCH_COMMANDS);
-        let mut commands = Vec::with_capacity(BATCH_COMMANDS);
-        for item in 0..BATCH_COMMANDS {
-            let member = self.member();
+        let count = range
+            .as_ref()
+            .map_or(BATCH_COMMANDS, |range| (range.end - range.start) as usize);
+        let mut members = Vec::with_capacity(count);
+        let mut commands = Vec::with_capacity(count);
+        for item in 0..count {
+            let member = match &range {
+                Some(range) => format!("m{}", range.start + item as u64),
+                None => self.member(),
+            };
             let key = format!("{prefix}-{item}");
             let spend_minor = self.between(100, 10_000);
             commands.push(pb::BatchCommand {
@@ -635,7 +666,7 @@ impl Worker {
             members.push(member);
         }
         let mut outcome = Outcome {
-            commands: BATCH_COMMANDS as u64,
+            commands: count as u64,
             ..Outcome::read(Op::Batch, Ok(()))
         };
         match self
@@ -669,7 +700,7 @@ impl Worker {
             }
             Err(status) => {
                 if unknown_outcome(status.code()) {
-                    self.summary.unknown_outcomes += BATCH_COMMANDS as u64;
+                    self.summary.unknown_outcomes += count as u64;
                 }
                 outcome.result = Err(status.code());
             }
