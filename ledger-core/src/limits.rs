@@ -92,11 +92,19 @@ pub const STATEMENT_PAGE_LINES_MAX: usize = 1_000;
 /// Events one command may produce (a transfer makes two; system commands a few more).
 pub const COMMAND_EVENTS_MAX: usize = 64;
 /// Stream versions the writer keeps in memory before it starts afresh.
-pub const STREAM_VERSION_CACHE_ENTRIES_MAX: usize = 1_000_000;
+pub const STREAM_VERSION_CACHE_ENTRIES_MAX: usize = 250_000;
 /// Records read from RocksDB per chunk by readers and subscriptions.
 pub const READ_CHUNK_RECORDS: usize = 1_024;
 /// Records per stream read request.
 pub const READ_STREAM_RECORDS_MAX: usize = 10_000;
+/// Memory RocksDB's memtables of one store may take together, over every
+/// column family; reaching it flushes the largest.
+pub const MEMTABLES_BYTES_MAX: usize = 128 << 20;
+/// Write-ahead log kept before RocksDB flushes the column families that
+/// hold the oldest of it.
+pub const WAL_BYTES_MAX: u64 = 256 << 20;
+/// RocksDB's block cache, shared by every column family of a store.
+pub const BLOCK_CACHE_BYTES: usize = 64 << 20;
 
 // The writer must be able to take a whole SubmitBatch in one queue slot and
 // one group commit, or a maximal batch could never be accepted.

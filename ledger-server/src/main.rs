@@ -19,6 +19,14 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
+/// jemalloc rather than the system allocator: a server's many threads
+/// (tokio workers, the writer, the views, RocksDB's) each get a glibc
+/// arena, and freed memory stays spread over them; jemalloc's resident
+/// memory follows the live heap (BENCHMARKS.md, server memory).
+#[cfg(not(target_env = "msvc"))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(
     name = "ledgerd",

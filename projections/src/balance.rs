@@ -41,7 +41,7 @@ use std::collections::hash_map::Entry;
 
 /// Members kept decoded between chunks; beyond it the cache is cleared after
 /// a chunk is written (rows on disk are the truth).
-pub const CACHED_MEMBERS_MAX: usize = 200_000;
+pub const CACHED_MEMBERS_MAX: usize = 50_000;
 
 /// Statement lines per page when the caller asks for 0.
 pub const STATEMENT_PAGE_LINES_DEFAULT: usize = 100;
@@ -838,7 +838,9 @@ impl Projection for BalanceProjection {
             }
         }
         if self.members.len() > CACHED_MEMBERS_MAX {
-            self.members.clear();
+            // A new map, not `clear()`: a cleared map keeps its capacity,
+            // and the memory of its largest chunk for good.
+            self.members = HashMap::new();
         }
     }
 

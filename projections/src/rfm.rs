@@ -102,7 +102,7 @@ use std::fmt;
 
 /// Entries (members and programs) kept decoded between chunks; beyond it
 /// the caches are cleared after a chunk is written.
-pub const CACHED_ENTRIES_MAX: usize = 200_000;
+pub const CACHED_ENTRIES_MAX: usize = 50_000;
 
 /// Members per segment page when the caller asks for 0.
 pub const SEGMENT_PAGE_MEMBERS_DEFAULT: usize = 100;
@@ -277,8 +277,9 @@ impl Projection for RfmProjection {
     }
 
     fn reset(&mut self) {
-        self.members.clear();
-        self.programs.clear();
+        // New maps, not `clear()`: a cleared map keeps its capacity.
+        self.members = Default::default();
+        self.programs = Default::default();
     }
 }
 

@@ -32,7 +32,7 @@ use std::collections::HashMap;
 
 /// Entries kept decoded between chunks; beyond it the caches are cleared
 /// after a chunk is written.
-pub const CACHED_ENTRIES_MAX: usize = 200_000;
+pub const CACHED_ENTRIES_MAX: usize = 50_000;
 
 /// A member's tier row.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -256,9 +256,10 @@ impl Projection for TierProjection {
     }
 
     fn reset(&mut self) {
-        self.members.clear();
-        self.days.clear();
-        self.counts.clear();
+        // New maps, not `clear()`: a cleared map keeps its capacity.
+        self.members = Default::default();
+        self.days = Default::default();
+        self.counts = Default::default();
     }
 }
 

@@ -25,7 +25,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// Members kept in memory before the cache is trimmed.
-pub const MEMBER_CACHE_ENTRIES_MAX: usize = 200_000;
+pub const MEMBER_CACHE_ENTRIES_MAX: usize = 50_000;
 /// A member's snapshot is rewritten once its stream has grown by this many
 /// events since the last one. Loading replays at most this many events after
 /// the snapshot; writing a snapshot at every batch instead costs more than

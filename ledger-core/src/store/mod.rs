@@ -20,11 +20,12 @@ pub use verify::{VerifyOutcome, VerifyProgress};
 use crate::chain::{ChainHash, Head};
 use crate::error::StoreError;
 use crate::ids::{IdempotencyKey, ProgramId, StreamName};
+use crate::limits::{BLOCK_CACHE_BYTES, MEMTABLES_BYTES_MAX, WAL_BYTES_MAX};
 use crate::pb;
 use prost::Message;
 use rocksdb::{
-    BlockBasedOptions, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
-    WriteBatch, WriteOptions,
+    BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
+    ReadOptions, WriteBatch, WriteOptions,
 };
 use std::path::Path;
 use std::sync::Arc;
@@ -123,32 +124,52 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn cf_options(name: &str) -> Options {
+fn cf_options(name: &str, cache: &Cache) -> Options {
     let mut options = Options::default();
+    // One block cache for every column family: without it each family's
+    // table factory makes its own, and their sum is not bounded by one
+    // figure.
+    let mut block = BlockBasedOptions::default();
+    block.set_block_cache(cache);
     if name == CF_IDEMPOTENCY || name == CF_STREAM_INDEX || name == CF_SNAPSHOTS {
         // Point lookups on the write path (is this key new? where does this
         // stream end?) mostly miss or hit recent data: bloom filters make a
         // miss cost no disk read.
-        let mut block = BlockBasedOptions::default();
         block.set_bloom_filter(10.0, false);
-        options.set_block_based_table_factory(&block);
     }
+    options.set_block_based_table_factory(&block);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
     options
+}
+
+/// The options every open shares: memory bounds and the column families.
+fn db_options(create: bool) -> (Options, Vec<ColumnFamilyDescriptor>) {
+    let mut options = Options::default();
+    options.create_if_missing(create);
+    options.create_missing_column_families(create);
+    // Group commit makes our writes few and large; one background job per
+    // core is enough on the small machines we target.
+    options.increase_parallelism(2);
+    // Seven column families at RocksDB's default of up to two 64 MiB
+    // memtables each could hold most of a GiB; one budget over all of them
+    // flushes the largest when it is reached.
+    options.set_db_write_buffer_size(MEMTABLES_BYTES_MAX);
+    // A WAL file is kept until every family's memtable that has data in it
+    // is flushed; families written rarely (due, snapshots) would otherwise
+    // keep gigabytes of WAL alive, and make recovery replay all of it.
+    options.set_max_total_wal_size(WAL_BYTES_MAX);
+    let cache = Cache::new_lru_cache(BLOCK_CACHE_BYTES);
+    let descriptors = COLUMN_FAMILIES
+        .iter()
+        .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name, &cache)))
+        .collect();
+    (options, descriptors)
 }
 
 impl Store {
     /// Opens (creating if needed) the store in `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let mut options = Options::default();
-        options.create_if_missing(true);
-        options.create_missing_column_families(true);
-        // Group commit makes our writes few and large; one background job per
-        // core is enough on the small machines we target.
-        options.increase_parallelism(2);
-        let descriptors = COLUMN_FAMILIES
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
+        let (options, descriptors) = db_options(true);
         let db = DB::open_cf_descriptors(&options, path, descriptors)?;
         Ok(Store {
             db: Arc::new(db),
@@ -160,10 +181,7 @@ impl Store {
     /// holds the directory open for writing (it sees what was durable when
     /// it opened).
     pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
-        let options = Options::default();
-        let descriptors = COLUMN_FAMILIES
-            .iter()
-            .map(|name| ColumnFamilyDescriptor::new(*name, cf_options(name)));
+        let (options, descriptors) = db_options(false);
         let db = DB::open_cf_descriptors_read_only(&options, path, descriptors, false)?;
         Ok(Store {
             db: Arc::new(db),
