@@ -43,6 +43,34 @@ const CONNECTIONS: usize = 4;
 /// Points each member is given before timing, so that redeems succeed.
 const WARM_UP_POINTS: i64 = 1_000_000;
 
+/// CPU time of this process's threads by group, in ns, summed over every
+/// timed iteration of the batch case: the machine is shared, so CPU per
+/// event is the steadier figure, and it shows which thread bounds the rate.
+static BATCH_CPU_NS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+
+/// CPU time so far of each live thread of this process, in ns, summed by
+/// thread group (its name without a trailing number).
+fn cpu_by_group() -> BTreeMap<String, u64> {
+    let mut groups = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return groups;
+    };
+    for task in tasks.flatten() {
+        let path = task.path();
+        let name = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        let group = name
+            .trim()
+            .trim_end_matches(|c: char| c.is_ascii_digit() || c == '-')
+            .to_owned();
+        let on_cpu_ns = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|text| text.split_whitespace().next()?.parse::<u64>().ok())
+            .unwrap_or(0);
+        *groups.entry(group).or_default() += on_cpu_ns;
+    }
+    groups
+}
+
 /// (units, elapsed) per benchmark id, summed over every timed iteration.
 static TOTALS: Mutex<BTreeMap<&'static str, (u64, Duration)>> = Mutex::new(BTreeMap::new());
 
@@ -240,6 +268,7 @@ fn bench_batch(c: &mut Criterion, bench: &Bench) {
     group.bench_function("batch1000", |b| {
         b.iter_custom(|iters| {
             let sequence = sequence.clone();
+            let cpu_before = cpu_by_group();
             let (events, elapsed) = drive(
                 bench,
                 BATCHES_IN_FLIGHT,
@@ -257,6 +286,13 @@ fn bench_batch(c: &mut Criterion, bench: &Bench) {
                 },
             );
             record_total("batch1000 events", events, elapsed);
+            let mut cpu = BATCH_CPU_NS
+                .lock()
+                .unwrap_or_else(|poison| poison.into_inner());
+            for (group, after_ns) in cpu_by_group() {
+                let before_ns = cpu_before.get(&group).copied().unwrap_or(0);
+                *cpu.entry(group).or_default() += after_ns.saturating_sub(before_ns);
+            }
             elapsed
         })
     });
@@ -409,6 +445,22 @@ fn main() {
         println!(
             "SubmitBatch of {BATCH_COMMANDS} purchases, {BATCHES_IN_FLIGHT} in flight: {events:>10.0} durable events/s"
         );
+    }
+    if let Some((events, _)) = totals.get("batch1000 events") {
+        let cpu = BATCH_CPU_NS
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner());
+        let total_ns: u64 = cpu.values().sum();
+        let per_event = |ns: u64| ns as f64 / 1_000.0 / (*events).max(1) as f64;
+        println!(
+            "  CPU per durable event, by thread: {:.2} us in all",
+            per_event(total_ns)
+        );
+        let mut groups: Vec<_> = cpu.iter().filter(|(_, ns)| **ns > 0).collect();
+        groups.sort_by_key(|(_, ns)| std::cmp::Reverse(**ns));
+        for (group, ns) in groups {
+            println!("    {group:<20} {:>8.2} us", per_event(*ns));
+        }
     }
     if let Some(noop) = rate("noop calls") {
         println!("no-op unary calls, {UNARY_CALLERS} callers:        {noop:>10.0} calls/s");
