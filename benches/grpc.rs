@@ -43,10 +43,20 @@ const CONNECTIONS: usize = 4;
 /// Points each member is given before timing, so that redeems succeed.
 const WARM_UP_POINTS: i64 = 1_000_000;
 
-/// CPU time of this process's threads by group, in ns, summed over every
-/// timed iteration of the batch case: the machine is shared, so CPU per
-/// event is the steadier figure, and it shows which thread bounds the rate.
-static BATCH_CPU_NS: Mutex<BTreeMap<String, u64>> = Mutex::new(BTreeMap::new());
+/// CPU time of this process's threads by case and thread group, in ns,
+/// summed over every timed iteration: the machine is shared, so CPU per
+/// event or call is the steadier figure, and it shows which threads bound
+/// the rate.
+static CPU_NS: Mutex<BTreeMap<(&'static str, String), u64>> = Mutex::new(BTreeMap::new());
+
+/// Adds the CPU used since `before` to `case`.
+fn record_cpu(case: &'static str, before: &BTreeMap<String, u64>) {
+    let mut cpu = CPU_NS.lock().unwrap_or_else(|poison| poison.into_inner());
+    for (group, after_ns) in cpu_by_group() {
+        let before_ns = before.get(&group).copied().unwrap_or(0);
+        *cpu.entry((case, group)).or_default() += after_ns.saturating_sub(before_ns);
+    }
+}
 
 /// CPU time so far of each live thread of this process, in ns, summed by
 /// thread group (its name without a trailing number).
@@ -286,13 +296,7 @@ fn bench_batch(c: &mut Criterion, bench: &Bench) {
                 },
             );
             record_total("batch1000 events", events, elapsed);
-            let mut cpu = BATCH_CPU_NS
-                .lock()
-                .unwrap_or_else(|poison| poison.into_inner());
-            for (group, after_ns) in cpu_by_group() {
-                let before_ns = cpu_before.get(&group).copied().unwrap_or(0);
-                *cpu.entry(group).or_default() += after_ns.saturating_sub(before_ns);
-            }
+            record_cpu("batch1000 events", &cpu_before);
             elapsed
         })
     });
@@ -304,6 +308,7 @@ fn bench_noop(c: &mut Criterion, bench: &Bench) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("noop", |b| {
         b.iter_custom(|iters| {
+            let cpu_before = cpu_by_group();
             let (calls, elapsed) = drive(
                 bench,
                 UNARY_CALLERS,
@@ -319,6 +324,7 @@ fn bench_noop(c: &mut Criterion, bench: &Bench) {
                 },
             );
             record_total("noop calls", calls, elapsed);
+            record_cpu("noop calls", &cpu_before);
             elapsed
         })
     });
@@ -405,6 +411,7 @@ fn bench_checkout(c: &mut Criterion, bench: &Bench) {
     group.throughput(Throughput::Elements(1));
     group.bench_function("checkout", |b| {
         b.iter_custom(|iters| {
+            let cpu_before = cpu_by_group();
             let sequence = sequence.clone();
             let purchases = purchases.clone();
             let (calls, elapsed) =
@@ -413,6 +420,7 @@ fn bench_checkout(c: &mut Criterion, bench: &Bench) {
                     checkout_call(client, sequence, caller, purchases.clone())
                 });
             record_total("checkout calls", calls, elapsed);
+            record_cpu("checkout calls", &cpu_before);
             elapsed
         })
     });
@@ -446,22 +454,6 @@ fn main() {
             "SubmitBatch of {BATCH_COMMANDS} purchases, {BATCHES_IN_FLIGHT} in flight: {events:>10.0} durable events/s"
         );
     }
-    if let Some((events, _)) = totals.get("batch1000 events") {
-        let cpu = BATCH_CPU_NS
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner());
-        let total_ns: u64 = cpu.values().sum();
-        let per_event = |ns: u64| ns as f64 / 1_000.0 / (*events).max(1) as f64;
-        println!(
-            "  CPU per durable event, by thread: {:.2} us in all",
-            per_event(total_ns)
-        );
-        let mut groups: Vec<_> = cpu.iter().filter(|(_, ns)| **ns > 0).collect();
-        groups.sort_by_key(|(_, ns)| std::cmp::Reverse(**ns));
-        for (group, ns) in groups {
-            println!("    {group:<20} {:>8.2} us", per_event(*ns));
-        }
-    }
     if let Some(noop) = rate("noop calls") {
         println!("no-op unary calls, {UNARY_CALLERS} callers:        {noop:>10.0} calls/s");
         if let Some(checkout) = rate("checkout calls") {
@@ -469,6 +461,31 @@ fn main() {
                 "checkout mix, {UNARY_CALLERS} callers:             {checkout:>10.0} calls/s ({:.0}% of no-op)",
                 100.0 * checkout / noop
             );
+        }
+    }
+    let cpu = CPU_NS.lock().unwrap_or_else(|poison| poison.into_inner());
+    for case in ["batch1000 events", "noop calls", "checkout calls"] {
+        let Some((units, _)) = totals.get(case) else {
+            continue;
+        };
+        let mut groups: Vec<(&str, u64)> = cpu
+            .iter()
+            .filter(|((of, _), ns)| *of == case && **ns > 0)
+            .map(|((_, group), ns)| (group.as_str(), *ns))
+            .collect();
+        groups.sort_by_key(|(_, ns)| std::cmp::Reverse(*ns));
+        let per_unit = |ns: u64| ns as f64 / 1_000.0 / (*units).max(1) as f64;
+        let total_us = per_unit(groups.iter().map(|(_, ns)| ns).sum());
+        println!(
+            "CPU per {}: {total_us:.2} us in all ({:.0}/s if two cores did nothing else)",
+            case.split(' ')
+                .nth(1)
+                .unwrap_or("unit")
+                .trim_end_matches('s'),
+            2e6 / total_us.max(1e-9)
+        );
+        for (group, ns) in groups {
+            println!("    {group:<20} {:>8.2} us", per_unit(ns));
         }
     }
 }
