@@ -431,6 +431,26 @@ async fn seeded() -> Server {
     ] {
         send(&mut ledger, command).await.expect("seeded");
     }
+    // A command's answer does not wait for the views; queries with
+    // `min_position` 0 below must find the seeded members, so wait here for
+    // the balance and tier views to reflect the whole seed.
+    let head = server
+        .audit
+        .clone()
+        .get_head(pb::GetHeadRequest {})
+        .await
+        .expect("head")
+        .into_inner()
+        .position;
+    ledger
+        .get_member(pb::GetMemberRequest {
+            program_id: DEFAULT_PROGRAM_ID.into(),
+            member_id: "eve".into(),
+            min_position: head,
+            ..Default::default()
+        })
+        .await
+        .expect("views reflect the seed");
     server
 }
 

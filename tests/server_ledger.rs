@@ -1,6 +1,8 @@
 //! Goal: the Ledger service over real gRPC: a member's life from enrolment
 //! to redemption with every answer carrying its position, stream version
-//! and balance; queries that read their writes; idempotent retries; dry
+//! and balance (the member's points right after the command, and the events
+//! as the log holds them, the same again when a retry replays it); queries
+//! that read their writes; idempotent retries; dry
 //! runs that write nothing; batches where one bad command fails alone;
 //! concurrent redeems that never overdraw; every kind of bad input
 //! answered with its documented code and the field named, never INTERNAL;
@@ -163,6 +165,123 @@ async fn a_members_life_over_grpc() {
     server.stop().await;
 }
 
+/// The events of positions `first..=last` as the log holds them, read back
+/// through the Audit service.
+async fn logged_events(server: &Server, first: u64, last: u64) -> Vec<ledger_core::pb::Event> {
+    use prost::Message as _;
+    let mut stream = server
+        .audit
+        .clone()
+        .read_all(pb::ReadAllRequest {
+            from_position: first,
+            to_position: last,
+        })
+        .await
+        .expect("read all")
+        .into_inner();
+    let mut events = Vec::new();
+    while let Some(record) = stream.message().await.expect("record") {
+        let record =
+            ledger_core::pb::EventRecord::decode(record.record.as_slice()).expect("decode");
+        events.extend(record.event);
+    }
+    events
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_carry_the_points_right_after_the_command_and_the_logged_events() {
+    let server = Server::start().await;
+    let mut client = server.client.clone();
+    let first = client
+        .award_points(award("cy", "c1", 50))
+        .await
+        .expect("award")
+        .into_inner();
+    assert_eq!(balance_of(&first), (50, 0, 0));
+    assert_eq!(
+        first.balance.as_ref().expect("balance").position,
+        first.position
+    );
+    assert_eq!(
+        first.events,
+        logged_events(&server, first.first_position, first.position).await
+    );
+    let batch = |keys: [&str; 2]| pb::SubmitBatchRequest {
+        commands: vec![
+            pb::BatchCommand {
+                command: Some(pb::batch_command::Command::RecordPurchase(purchase(
+                    "cy", keys[0], keys[0], 12_000,
+                ))),
+            },
+            pb::BatchCommand {
+                command: Some(pb::batch_command::Command::Redeem(redeem(
+                    "cy", keys[1], 20,
+                ))),
+            },
+        ],
+    };
+    let answers: Vec<pb::CommandResponse> = client
+        .submit_batch(batch(["c2", "c3"]))
+        .await
+        .expect("batch")
+        .into_inner()
+        .results
+        .into_iter()
+        .map(|result| match result.result {
+            Some(pb::batch_result::Result::Ok(ok)) => ok,
+            other => panic!("accepted: {other:?}"),
+        })
+        .collect();
+    // Each answer has the points right after its own command, not after
+    // the batch.
+    assert_eq!(balance_of(&answers[0]), (50, 120, 0));
+    assert_eq!(balance_of(&answers[1]), (30, 120, 0));
+    for answer in &answers {
+        assert_eq!(
+            answer.events,
+            logged_events(&server, answer.first_position, answer.position).await
+        );
+    }
+
+    // Retries after later commands changed the member are answered with
+    // the original figures and events, read back, not recomputed.
+    let again = client
+        .award_points(award("cy", "c1", 50))
+        .await
+        .expect("retry")
+        .into_inner();
+    assert!(again.replayed);
+    assert_eq!(
+        pb::CommandResponse {
+            replayed: false,
+            ..again
+        },
+        first
+    );
+    let retried = client
+        .submit_batch(batch(["c2", "c3"]))
+        .await
+        .expect("batch retry")
+        .into_inner()
+        .results;
+    for (retry, original) in retried.into_iter().zip(answers) {
+        match retry.result {
+            Some(pb::batch_result::Result::Ok(ok)) => {
+                assert!(ok.replayed);
+                assert_eq!(
+                    pb::CommandResponse {
+                        replayed: false,
+                        ..ok
+                    },
+                    original
+                );
+            }
+            other => panic!("replayed: {other:?}"),
+        }
+    }
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_are_applied_once_and_dry_runs_write_nothing() {
     let server = Server::start().await;
@@ -286,11 +405,14 @@ async fn concurrent_redeems_never_overdraw() {
         }));
     }
     let mut accepted = 0;
+    let mut last = 0;
     for task in tasks {
         match task.await.expect("task") {
             Ok(answer) => {
                 accepted += 1;
-                assert!(balance_of(&answer.into_inner()).0 >= 0);
+                let answer = answer.into_inner();
+                assert!(balance_of(&answer).0 >= 0);
+                last = last.max(answer.position);
             }
             Err(status) => assert_eq!(status.code(), Code::FailedPrecondition),
         }
@@ -300,7 +422,7 @@ async fn concurrent_redeems_never_overdraw() {
         .get_balance(pb::GetBalanceRequest {
             program_id: DEFAULT_PROGRAM_ID.into(),
             member_id: "dee".into(),
-            min_position: 0,
+            min_position: last,
         })
         .await
         .expect("balance")
@@ -746,17 +868,17 @@ async fn tokens_decide_who_may_call_what_and_name_the_principal() {
         token("ops", Role::Admin),
     ])
     .await;
-    let get = || pb::GetBalanceRequest {
+    let get = |min_position| pb::GetBalanceRequest {
         program_id: DEFAULT_PROGRAM_ID.into(),
         member_id: "fay".into(),
-        min_position: 0,
+        min_position,
     };
     let mut anonymous = server.client.clone();
-    let status = anonymous.get_balance(get()).await.expect_err("no token");
+    let status = anonymous.get_balance(get(0)).await.expect_err("no token");
     assert_eq!(status.code(), Code::Unauthenticated);
     let mut stranger = LedgerClient::with_interceptor(server.channel.clone(), bearer("stranger"));
     let status = stranger
-        .get_balance(get())
+        .get_balance(get(0))
         .await
         .expect_err("unknown token");
     assert_eq!(status.code(), Code::Unauthenticated);
@@ -774,7 +896,7 @@ async fn tokens_decide_who_may_call_what_and_name_the_principal() {
         .expect_err("a reader cannot write");
     assert_eq!(status.code(), Code::PermissionDenied);
     let read = reader
-        .get_balance(get())
+        .get_balance(get(written.position))
         .await
         .expect("a reader reads")
         .into_inner();

@@ -91,20 +91,16 @@ impl AdminService {
         }
         let appended = self.writer.submit(envelope).await.map_err(rules_error)?;
         let store = self.store.clone();
-        let events = tokio::task::spawn_blocking(move || {
-            store.read_range(
-                appended.first_position,
-                appended.last_position(),
-                appended.event_count as usize,
-            )
-        })
-        .await
-        .map_err(|error| Status::unavailable(error.to_string()))?
-        .map_err(|error| status::storage(&error))?
-        .iter()
-        .map(|stored| stored.decode().map(|record| record.event))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|error| status::storage(&error))?;
+        let (first, last) = (appended.first_position, appended.last_position());
+        let count = appended.event_count as usize;
+        let events = tokio::task::spawn_blocking(move || store.read_range(first, last, count))
+            .await
+            .map_err(|error| Status::unavailable(error.to_string()))?
+            .map_err(|error| status::storage(&error))?
+            .iter()
+            .map(|stored| stored.decode().map(|record| record.event))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| status::storage(&error))?;
         Ok(Response::new(pb::ProgramResponse {
             position: appended.last_position(),
             stream_version: appended.stream_version,

@@ -4,9 +4,10 @@
 //! bad field is an INVALID_ARGUMENT naming it (`program_id`, `spend.currency`,
 //! `commands[3].member_id` in a batch). The answer gives the positions, the
 //! member's stream version, the events as appended, and the member's points
-//! right after the command, read from the balance view once it reflects the
-//! command (it says which position it reflects). `dry_run` decides against
-//! the durable state and writes nothing.
+//! right after the command, as the writer's decider computed them (with the
+//! position they reflect). A command's answer does not wait for the views:
+//! a query that must see it passes the answer's position as `min_position`.
+//! `dry_run` decides against the durable state and writes nothing.
 
 use crate::auth;
 use crate::pb;
@@ -18,7 +19,7 @@ use ledger_core::error::{FieldError, FieldReason};
 use ledger_core::ids::{IdempotencyKey, MemberId, ProgramId};
 use ledger_core::limits::{BUSINESS_TIME_US_MAX, SUBMIT_BATCH_COMMANDS_MAX};
 use ledger_core::store::Store;
-use ledger_core::writer::{Appended, Envelope, WriterHandle};
+use ledger_core::writer::{Appended, BalanceAfter, Envelope, WriterHandle};
 use projections::runtime::ViewKind;
 use projections::{Runtime, balance, tier};
 use std::collections::HashMap;
@@ -316,6 +317,18 @@ fn balance_to_wire(balance: &balance::BalanceAsOf) -> pb::Balance {
     }
 }
 
+/// The decider's figures for a command's answer.
+fn balance_after_to_wire(balance: &BalanceAfter) -> pb::Balance {
+    let points = balance.points;
+    pb::Balance {
+        balance: points.balance,
+        available: points.balance.saturating_add(points.debt),
+        pending: points.pending,
+        debt: points.debt,
+        position: balance.position,
+    }
+}
+
 /// A member's balance row as the answer's `Balance`, at the position of
 /// the member's last event.
 fn member_balance_to_wire(row: &balance::MemberBalance) -> pb::Balance {
@@ -359,6 +372,11 @@ impl LedgerService {
         self.answer(program_id, parsed.member_id, appended).await
     }
 
+    /// The answer to an appended command. A fresh answer carries the
+    /// member's points from the decider and the events as encoded, so it
+    /// reads nothing; a replay reads its events back from the log, and
+    /// takes its points from the remembered entry (or, for an entry written
+    /// before entries held them, from the balance view).
     async fn answer(
         &self,
         program_id: ProgramId,
@@ -366,46 +384,80 @@ impl LedgerService {
         appended: Appended,
     ) -> Result<pb::CommandResponse, Status> {
         let last = appended.last_position();
-        // The balance view folds the command within milliseconds; on a
-        // timeout the answer says which position its figures reflect.
-        self.views
-            .wait_for(ViewKind::Balance, last, VIEW_WAIT)
-            .await
-            .map_err(|error| status::query(&error))?;
-        let store = self.store.clone();
-        let first = appended.first_position;
-        let (balance, events) = tokio::task::spawn_blocking(move || {
-            let balance = balance::balance_at_position(&store, &program_id, &member_id, last)
-                .map_err(|error| status::query(&error))?;
-            let mut events = Vec::new();
-            if appended.event_count > 0 {
-                for stored in store
-                    .read_range(first, last, appended.event_count as usize)
-                    .map_err(|error| status::storage(&error))?
-                {
-                    let record = stored.decode().map_err(|error| status::storage(&error))?;
-                    events.extend(record.event);
-                }
-            }
-            Ok::<_, Status>((balance.value, events))
-        })
-        .await
-        .map_err(|error| Status::unavailable(error.to_string()))??;
         tracing::Span::current().record("position", last);
         tracing::debug!(
             position = last,
             events = appended.event_count,
             "command appended"
         );
+        let balance = match appended.balance {
+            Some(balance) => balance_after_to_wire(&balance),
+            None => self.balance_from_view(program_id, member_id, last).await?,
+        };
+        let events = if appended.replayed {
+            self.events_from_log(&appended).await?
+        } else {
+            appended.events
+        };
         Ok(pb::CommandResponse {
             position: last,
             first_position: appended.first_position,
             event_count: appended.event_count,
             stream_version: appended.stream_version,
             replayed: appended.replayed,
-            balance: Some(balance_to_wire(&balance)),
+            balance: Some(balance),
             events,
         })
+    }
+
+    /// The member's points at `position`, read from the balance view once
+    /// it reflects that position. The view folds a command within
+    /// milliseconds; on a timeout the answer says which position its
+    /// figures reflect.
+    async fn balance_from_view(
+        &self,
+        program_id: ProgramId,
+        member_id: MemberId,
+        position: u64,
+    ) -> Result<pb::Balance, Status> {
+        self.views
+            .wait_for(ViewKind::Balance, position, VIEW_WAIT)
+            .await
+            .map_err(|error| status::query(&error))?;
+        let store = self.store.clone();
+        let balance = tokio::task::spawn_blocking(move || {
+            balance::balance_at_position(&store, &program_id, &member_id, position)
+        })
+        .await
+        .map_err(|error| Status::unavailable(error.to_string()))?
+        .map_err(|error| status::query(&error))?;
+        Ok(balance_to_wire(&balance.value))
+    }
+
+    /// The events of an earlier command, as the log holds them.
+    async fn events_from_log(
+        &self,
+        appended: &Appended,
+    ) -> Result<Vec<ledger_core::pb::Event>, Status> {
+        if appended.event_count == 0 {
+            return Ok(Vec::new());
+        }
+        let store = self.store.clone();
+        let (first, last) = (appended.first_position, appended.last_position());
+        let count = appended.event_count as usize;
+        tokio::task::spawn_blocking(move || {
+            let mut events = Vec::with_capacity(count);
+            for stored in store
+                .read_range(first, last, count)
+                .map_err(|error| status::storage(&error))?
+            {
+                let record = stored.decode().map_err(|error| status::storage(&error))?;
+                events.extend(record.event);
+            }
+            Ok::<_, Status>(events)
+        })
+        .await
+        .map_err(|error| Status::unavailable(error.to_string()))?
     }
 
     async fn command<R: CommandRequest>(

@@ -22,6 +22,7 @@ pub(super) fn adjust(
     if points.is_positive() {
         // An adjustment is an operator's correction, never pending.
         let (lot, debt_repaid) = new_lot(work, rules, points, work.now_us())?;
+        work.checks_done();
         work.emit(EventKind::PointsAdjusted(PointsAdjusted {
             reason: reason.to_owned(),
             points,
@@ -44,6 +45,7 @@ pub(super) fn adjust(
         missing == Points::ZERO,
         "debit: the balance never exceeds the available lots"
     );
+    work.checks_done();
     work.emit(EventKind::PointsAdjusted(PointsAdjusted {
         reason: reason.to_owned(),
         points,

@@ -94,7 +94,7 @@ fn apply_redeemed(state: &mut Member, redeemed: &PointsRedeemed, now_us: i64) {
         .filter_map(|draw| {
             state
                 .lots
-                .get(&draw.lot_id)
+                .get(draw.lot_id)
                 .map(|lot| (*lot.lot(), draw.points))
         })
         .collect();
@@ -113,7 +113,7 @@ fn apply_redeemed(state: &mut Member, redeemed: &PointsRedeemed, now_us: i64) {
 }
 
 fn apply_matured(state: &mut Member, matured: &PointsMatured) {
-    let Some(lot) = state.lots.get_mut(&matured.lot_id) else {
+    let Some(lot) = state.lots.get(matured.lot_id) else {
         debug_assert!(false, "maturation: the maturing lot is open");
         return;
     };
@@ -122,7 +122,7 @@ fn apply_matured(state: &mut Member, matured: &PointsMatured) {
         lot.remaining() == matured.points,
         "maturation: the whole remainder of the lot matures"
     );
-    lot.mature();
+    state.lots.mature(matured.lot_id);
     state.pending_points = state
         .pending_points
         .sub_decided(matured.points, "pending_points");
@@ -153,16 +153,14 @@ fn apply_cancelled(state: &mut Member, cancelled: &RedemptionCancelled) {
     let originals = redemption.draws.clone();
     for draw in &cancelled.restored {
         let original = originals.iter().find(|(lot, _)| lot.lot_id == draw.lot_id);
-        match (state.lots.get_mut(&draw.lot_id), original) {
+        match (state.lots.get(draw.lot_id), original) {
             (Some(open), _) => {
                 let remaining = open.remaining().add_decided(draw.points, "lot remaining");
-                open.set_remaining(remaining);
+                state.lots.set_remaining(draw.lot_id, remaining);
             }
             // The lot closed since (fully used): it opens again as created.
             (None, Some((lot, _))) => {
-                state
-                    .lots
-                    .insert(lot.lot_id, OpenLot::new(*lot, draw.points, false));
+                state.lots.insert(OpenLot::new(*lot, draw.points, false));
             }
             (None, None) => debug_assert!(false, "cancellation: restored lots were drawn"),
         }
@@ -278,16 +276,14 @@ fn create_lot(state: &mut Member, lot: &Lot, now_us: i64) {
             .add_decided(lot.points, "balance_points");
     }
     if lot.points.is_positive() {
-        state
-            .lots
-            .insert(lot.lot_id, OpenLot::new(*lot, lot.points, pending));
+        state.lots.insert(OpenLot::new(*lot, lot.points, pending));
     }
 }
 
 /// Takes drawn points out of their lots; emptied lots close.
 fn take_draws(state: &mut Member, draws: &[LotDraw]) {
     for draw in draws {
-        let Some(lot) = state.lots.get_mut(&draw.lot_id) else {
+        let Some(lot) = state.lots.get(draw.lot_id) else {
             debug_assert!(false, "draws: a drawn lot is open");
             continue;
         };
@@ -297,9 +293,10 @@ fn take_draws(state: &mut Member, draws: &[LotDraw]) {
         );
         let remaining = lot.remaining().sub_decided(draw.points, "lot remaining");
         let pending = lot.is_pending();
-        lot.set_remaining(remaining);
-        if !remaining.is_positive() {
-            state.lots.remove(&draw.lot_id);
+        if remaining.is_positive() {
+            state.lots.set_remaining(draw.lot_id, remaining);
+        } else {
+            state.lots.remove(draw.lot_id);
         }
         if pending {
             state.pending_points = state
@@ -383,6 +380,10 @@ fn check_invariants(state: &Member) {
         debug_assert!(
             state.lots.values().all(|lot| lot.remaining().is_positive()),
             "lot invariant: only lots with points left are open"
+        );
+        debug_assert!(
+            state.lots.indexes_agree(),
+            "lot index invariant: the due-time indexes match the open lots"
         );
     }
 }

@@ -8,11 +8,16 @@
 //! point that expired a second earlier because the scheduler was late, and
 //! the scheduler's own commands are just "catch up to now".
 //!
-//! Decisions work on a copy-on-write view of the member and apply each event
-//! as it is produced, so a later step sees the earlier ones and what `apply`
-//! will do is, by construction, what `decide` reasoned about.
-
-use std::borrow::Cow;
+//! Decisions apply each event as it is produced, so a later step sees the
+//! earlier ones and what `apply` will do is, by construction, what `decide`
+//! reasoned about. [`decide`] works on a copy-on-write view of a borrowed
+//! member. [`decide_in_place`], the engine's path, changes the caller's
+//! member itself: a rejection must leave the member as it was, so before a
+//! step that a rejection may still follow changes it (the due work, or a
+//! command's events before its checks are done) a copy is kept to restore.
+//! Every command does all of its checks first and then says so
+//! (`Work::checks_done`); its events after that change the member without a
+//! copy, which is what makes the common decision copy nothing.
 
 use super::apply::apply;
 use super::command::{Command, TransferPoints};
@@ -39,12 +44,55 @@ pub fn decide(
     check_business_time(now_us)?;
     command.validate(rules)?;
     let mut work = Work::new(state, now_us);
+    decide_command(&mut work, command, rules)?;
+    Ok(work.into_events())
+}
+
+/// Why [`decide_in_place`] refused a command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InPlaceError {
+    /// A rule refused it; the member is as it was.
+    Rejected(DomainError),
+    /// A rule refused it after the member had been changed without a copy
+    /// to restore (an error returned after `checks_done`): a bug in the
+    /// domain, never the caller's. The member's state is lost; the caller
+    /// must rebuild it from the log.
+    StateLost(DomainError),
+}
+
+/// [`decide`], applying the events to `state` as it goes: on success
+/// `state` is what applying the returned events to it would give, and on a
+/// rejection it is unchanged. The engine decides this way, so a decision
+/// copies the member only when due work or a failed check makes it need
+/// the copy.
+pub fn decide_in_place(
+    state: &mut Member,
+    command: &Command,
+    rules: &Rules,
+    now_us: i64,
+) -> Result<Vec<Event>, InPlaceError> {
+    check_business_time(now_us).map_err(InPlaceError::Rejected)?;
+    command.validate(rules).map_err(InPlaceError::Rejected)?;
+    let mut work = Work::in_place(state, now_us);
+    match decide_command(&mut work, command, rules) {
+        Ok(()) => Ok(work.into_events()),
+        Err(error) => Err(work.roll_back(error)),
+    }
+}
+
+/// The due work, then the command, on `work`.
+fn decide_command(
+    work: &mut Work<'_>,
+    command: &Command,
+    rules: &Rules,
+) -> Result<(), DomainError> {
     work.catch_up(rules)?;
     match command {
         Command::Enroll => {
             if work.member().is_enrolled() {
                 return Err(DomainError::AlreadyEnrolled);
             }
+            work.checks_done();
             work.emit(EventKind::MemberEnrolled(MemberEnrolled {
                 implicit: false,
             }));
@@ -53,28 +101,24 @@ pub fn decide(
             order_id,
             spend,
             tags,
-        } => earn::record_purchase(&mut work, rules, order_id, *spend, tags)?,
-        Command::AwardPoints { reason, points } => earn::award(&mut work, rules, reason, *points)?,
+        } => earn::record_purchase(work, rules, order_id, *spend, tags)?,
+        Command::AwardPoints { reason, points } => earn::award(work, rules, reason, *points)?,
         Command::Redeem {
             redemption_id,
             points,
-        } => redeem::redeem(&mut work, rules, redemption_id, *points)?,
-        Command::CancelRedemption { redemption_id } => {
-            redeem::cancel(&mut work, rules, redemption_id)?
-        }
+        } => redeem::redeem(work, rules, redemption_id, *points)?,
+        Command::CancelRedemption { redemption_id } => redeem::cancel(work, rules, redemption_id)?,
         Command::RecordReturn { order_id, refund } => {
-            reverse::record_return(&mut work, rules, order_id, *refund)?
+            reverse::record_return(work, rules, order_id, *refund)?
         }
-        Command::AdjustPoints { reason, points } => {
-            adjust::adjust(&mut work, rules, reason, *points)?
-        }
+        Command::AdjustPoints { reason, points } => adjust::adjust(work, rules, reason, *points)?,
         // System commands: the catch-up above was all of their work.
         Command::MaturePending
         | Command::ExpireLots
         | Command::ExpireInactive
         | Command::EvaluateTier => {}
     }
-    Ok(work.into_events())
+    Ok(())
 }
 
 /// Decides a transfer between two members of one program: the events for the
@@ -114,10 +158,32 @@ fn check_business_time(now_us: i64) -> Result<(), DomainError> {
     }
 }
 
+/// The member a decision works on.
+enum State<'a> {
+    /// Copy-on-write over a borrowed member: the pure [`decide`]. The copy
+    /// is made by the first event.
+    Shared {
+        borrowed: &'a Member,
+        copy: Option<Box<Member>>,
+    },
+    /// The caller's member, changed in place by [`decide_in_place`].
+    InPlace {
+        member: &'a mut Member,
+        /// The member as it was before the decision, kept before the first
+        /// change that a rejection may still follow.
+        backup: Option<Box<Member>>,
+        /// Set by `checks_done`: no error may follow, so changes need no
+        /// backup.
+        checked: bool,
+        /// Some event was applied to `member`.
+        changed: bool,
+    },
+}
+
 /// A decision in progress: the member as the events so far leave it, and
 /// those events.
 pub(super) struct Work<'a> {
-    member: Cow<'a, Member>,
+    state: State<'a>,
     events: Vec<Event>,
     occurred_at_us: i64,
     /// The effective time of the decision: the command's time, or the
@@ -129,18 +195,48 @@ impl<'a> Work<'a> {
     pub(super) fn new(member: &'a Member, occurred_at_us: i64) -> Self {
         Self {
             now_us: occurred_at_us.max(member.clock_us()),
-            member: Cow::Borrowed(member),
+            state: State::Shared {
+                borrowed: member,
+                copy: None,
+            },
+            events: Vec::new(),
+            occurred_at_us,
+        }
+    }
+
+    fn in_place(member: &'a mut Member, occurred_at_us: i64) -> Self {
+        Self {
+            now_us: occurred_at_us.max(member.clock_us()),
+            state: State::InPlace {
+                member,
+                backup: None,
+                checked: false,
+                changed: false,
+            },
             events: Vec::new(),
             occurred_at_us,
         }
     }
 
     pub(super) fn member(&self) -> &Member {
-        &self.member
+        match &self.state {
+            State::Shared { borrowed, copy } => copy.as_deref().unwrap_or(borrowed),
+            State::InPlace { member, .. } => member,
+        }
     }
 
     pub(super) fn now_us(&self) -> i64 {
         self.now_us
+    }
+
+    /// Every check of the command has passed: from here on the decision
+    /// returns no error, so its events may change an in-place member
+    /// without a copy to restore. A rule calls this right before its first
+    /// event, after its last `?`.
+    pub(super) fn checks_done(&mut self) {
+        if let State::InPlace { checked, .. } = &mut self.state {
+            *checked = true;
+        }
     }
 
     /// Records an event and applies it to the working state.
@@ -149,12 +245,53 @@ impl<'a> Work<'a> {
             occurred_at_us: self.occurred_at_us,
             kind,
         };
-        apply(self.member.to_mut(), &event);
+        match &mut self.state {
+            State::Shared { borrowed, copy } => {
+                let member = copy.get_or_insert_with(|| Box::new((*borrowed).clone()));
+                apply(member, &event);
+            }
+            State::InPlace {
+                member,
+                backup,
+                checked,
+                changed,
+            } => {
+                if !*checked && backup.is_none() {
+                    *backup = Some(Box::new((**member).clone()));
+                }
+                *changed = true;
+                apply(member, &event);
+            }
+        }
         self.events.push(event);
     }
 
     fn into_events(self) -> Vec<Event> {
         self.events
+    }
+
+    /// Undoes an in-place decision that `error` refused.
+    fn roll_back(self, error: DomainError) -> InPlaceError {
+        let State::InPlace {
+            member,
+            backup,
+            changed,
+            ..
+        } = self.state
+        else {
+            return InPlaceError::Rejected(error);
+        };
+        match backup {
+            Some(backup) => {
+                *member = *backup;
+                InPlaceError::Rejected(error)
+            }
+            None if !changed => InPlaceError::Rejected(error),
+            None => {
+                debug_assert!(false, "in-place decision: no error after checks_done");
+                InPlaceError::StateLost(error)
+            }
+        }
     }
 
     /// Does all work due up to `now_us`, one due item at a time, in
@@ -163,8 +300,7 @@ impl<'a> Work<'a> {
     fn catch_up(&mut self, rules: &Rules) -> Result<(), DomainError> {
         let steps_max = self
             .member()
-            .lots()
-            .count()
+            .open_lot_count()
             .saturating_mul(2)
             .saturating_add(2);
         for _ in 0..steps_max {
@@ -187,12 +323,7 @@ impl<'a> Work<'a> {
     fn run_due(&mut self, rules: &Rules, due_us: i64, kind: DueKind) -> Result<(), DomainError> {
         match kind {
             DueKind::MaturePending => {
-                let lot = self
-                    .member()
-                    .lots()
-                    .filter(|lot| lot.is_pending() && lot.lot().available_at_us == due_us)
-                    .min_by_key(|lot| lot.lot_id());
-                if let Some(lot) = lot {
+                if let Some(lot) = self.member().lots.first_maturing_at(due_us) {
                     let matured = PointsMatured {
                         lot_id: lot.lot_id(),
                         points: lot.remaining(),
@@ -202,11 +333,7 @@ impl<'a> Work<'a> {
                 }
             }
             DueKind::ExpireLot => {
-                let draws = whole_lots(
-                    self.member()
-                        .lots()
-                        .filter(|lot| lot.expires_at_us() == Some(due_us)),
-                );
+                let draws = whole_lots(self.member().lots.expiring_at(due_us));
                 self.expire(ExpiryReason::Lot, draws)?;
             }
             DueKind::ExpireInactive => {

@@ -58,14 +58,18 @@ pub(super) fn record_purchase(
         });
     }
     let quote = quote(work.member(), rules, spend, tags, now_us)?;
-    enroll_implicitly(work);
     let points = Points::new(quote.points);
     let available_at_us = rules.available_at_us(now_us, true);
+    // The lot is computed before the implicit enrollment, which changes
+    // nothing it depends on (points, debt, lot ids, the time), so that every
+    // check is done before the first event.
     let (lot, debt_repaid) = new_lot(work, rules, points, available_at_us)?;
     let qualifying_points = match rules.measure() {
         QualifyingMeasure::Points => quote.base_points,
         QualifyingMeasure::Spend => spend.minor_units,
     };
+    work.checks_done();
+    enroll_implicitly(work);
     work.emit(EventKind::PointsEarned(PointsEarned {
         order_id: order_id.to_owned(),
         spend,
@@ -78,7 +82,8 @@ pub(super) fn record_purchase(
         qualifying_points,
         debt_repaid,
     }));
-    tier::upgrade_after_purchase(work, rules)
+    tier::upgrade_after_purchase(work, rules);
+    Ok(())
 }
 
 pub(super) fn award(
@@ -87,9 +92,11 @@ pub(super) fn award(
     reason: &str,
     points: Points,
 ) -> Result<(), DomainError> {
-    enroll_implicitly(work);
     let available_at_us = rules.available_at_us(work.now_us(), false);
+    // Before the implicit enrollment, as for a purchase.
     let (lot, debt_repaid) = new_lot(work, rules, points, available_at_us)?;
+    work.checks_done();
+    enroll_implicitly(work);
     work.emit(EventKind::PointsAwarded(PointsAwarded {
         reason: reason.to_owned(),
         points,

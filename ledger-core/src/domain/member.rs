@@ -6,9 +6,9 @@
 //! redemptions by id (cancellations) and the last activity (inactivity).
 //! Fields are private; only `apply` changes them.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::lot::{Lot, OpenLot};
 use super::money::Money;
@@ -26,7 +26,7 @@ pub struct Member {
     /// Latest business time of the stream: decisions never run earlier.
     pub(super) clock_us: i64,
     pub(super) lots_created: u64,
-    pub(super) lots: BTreeMap<LotId, OpenLot>,
+    pub(super) lots: Lots,
     /// Available points minus debt, kept by event deltas and checked against
     /// the lots after every `apply`.
     pub(super) balance_points: Points,
@@ -43,6 +43,159 @@ pub struct Member {
     pub(super) purchases: BTreeMap<String, Purchase>,
     pub(super) redemptions: BTreeMap<String, Redemption>,
     pub(super) last_activity_us: i64,
+}
+
+/// A member's open lots by id, with two due-time indexes: pending lots by
+/// the time they mature, and lots that expire by their expiry time. Every
+/// decision asks when the member's next due work is (`due_schedule`); the
+/// indexes answer that without a scan of every lot.
+///
+/// The indexes are derived from the lots alone. They are not encoded: a
+/// `Lots` encodes exactly as its map of lots did, and decoding rebuilds the
+/// indexes, so snapshots keep their format. Only these methods change the
+/// lots, and each keeps the indexes equal to what a rebuild would give.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub(super) struct Lots {
+    by_id: BTreeMap<LotId, OpenLot>,
+    /// `(available_at_us, lot id)` of each pending lot.
+    pending_by_time: BTreeSet<(i64, LotId)>,
+    /// `(expires_at_us, lot id)` of each lot that expires.
+    expiring_by_time: BTreeSet<(i64, LotId)>,
+}
+
+impl Lots {
+    fn from_map(by_id: BTreeMap<LotId, OpenLot>) -> Self {
+        let mut lots = Lots {
+            by_id: BTreeMap::new(),
+            pending_by_time: BTreeSet::new(),
+            expiring_by_time: BTreeSet::new(),
+        };
+        for (_, lot) in by_id {
+            lots.insert(lot);
+        }
+        lots
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub(super) fn get(&self, lot_id: LotId) -> Option<&OpenLot> {
+        self.by_id.get(&lot_id)
+    }
+
+    /// Open lots in lot id order.
+    pub(super) fn values(&self) -> impl Iterator<Item = &OpenLot> {
+        self.by_id.values()
+    }
+
+    /// Opens `lot` (replacing an open lot of the same id).
+    pub(super) fn insert(&mut self, lot: OpenLot) {
+        if let Some(replaced) = self.by_id.remove(&lot.lot_id()) {
+            self.unindex(&replaced);
+        }
+        self.index(&lot);
+        self.by_id.insert(lot.lot_id(), lot);
+    }
+
+    /// Closes a lot.
+    pub(super) fn remove(&mut self, lot_id: LotId) -> Option<OpenLot> {
+        let lot = self.by_id.remove(&lot_id)?;
+        self.unindex(&lot);
+        Some(lot)
+    }
+
+    /// Sets what is left of an open lot; false when it is not open.
+    pub(super) fn set_remaining(&mut self, lot_id: LotId, remaining: Points) -> bool {
+        match self.by_id.get_mut(&lot_id) {
+            Some(lot) => {
+                lot.set_remaining(remaining);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Makes a pending lot available; false when it is not open.
+    pub(super) fn mature(&mut self, lot_id: LotId) -> bool {
+        match self.by_id.get_mut(&lot_id) {
+            Some(lot) => {
+                if lot.is_pending() {
+                    self.pending_by_time
+                        .remove(&(lot.lot().available_at_us, lot_id));
+                }
+                lot.mature();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The earliest time a pending lot matures.
+    pub(super) fn earliest_maturing_us(&self) -> Option<i64> {
+        self.pending_by_time.first().map(|(at_us, _)| *at_us)
+    }
+
+    /// The earliest time a lot expires.
+    pub(super) fn earliest_expiring_us(&self) -> Option<i64> {
+        self.expiring_by_time.first().map(|(at_us, _)| *at_us)
+    }
+
+    /// The pending lot of lowest id that matures at `at_us`.
+    pub(super) fn first_maturing_at(&self, at_us: i64) -> Option<&OpenLot> {
+        self.pending_by_time
+            .range((at_us, LotId::new(0))..=(at_us, LotId::new(u64::MAX)))
+            .next()
+            .and_then(|(_, lot_id)| self.by_id.get(lot_id))
+    }
+
+    /// The lots that expire at `at_us`, in lot id order.
+    pub(super) fn expiring_at(&self, at_us: i64) -> impl Iterator<Item = &OpenLot> {
+        self.expiring_by_time
+            .range((at_us, LotId::new(0))..=(at_us, LotId::new(u64::MAX)))
+            .filter_map(|(_, lot_id)| self.by_id.get(lot_id))
+    }
+
+    fn index(&mut self, lot: &OpenLot) {
+        if lot.is_pending() {
+            self.pending_by_time
+                .insert((lot.lot().available_at_us, lot.lot_id()));
+        }
+        if let Some(expires_at_us) = lot.expires_at_us() {
+            self.expiring_by_time.insert((expires_at_us, lot.lot_id()));
+        }
+    }
+
+    fn unindex(&mut self, lot: &OpenLot) {
+        self.pending_by_time
+            .remove(&(lot.lot().available_at_us, lot.lot_id()));
+        if let Some(expires_at_us) = lot.expires_at_us() {
+            self.expiring_by_time.remove(&(expires_at_us, lot.lot_id()));
+        }
+    }
+
+    /// True when the indexes are what a rebuild from the lots gives.
+    pub(super) fn indexes_agree(&self) -> bool {
+        let rebuilt = Lots::from_map(self.by_id.clone());
+        rebuilt.pending_by_time == self.pending_by_time
+            && rebuilt.expiring_by_time == self.expiring_by_time
+    }
+}
+
+impl Serialize for Lots {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.by_id.serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Lots {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::deserialize(deserializer).map(Lots::from_map)
+    }
 }
 
 /// Qualifying history of one UTC day, in both measures (the rules may switch
@@ -197,7 +350,12 @@ impl Member {
 
     /// One open lot.
     pub fn lot(&self, lot_id: LotId) -> Option<&OpenLot> {
-        self.lots.get(&lot_id)
+        self.lots.get(lot_id)
+    }
+
+    /// How many lots are open.
+    pub fn open_lot_count(&self) -> usize {
+        self.lots.len()
     }
 
     /// The id the next created lot gets.
@@ -302,13 +460,8 @@ impl Member {
 
     /// When each kind of time-driven work is next due under `rules`.
     pub fn due_schedule(&self, rules: &Rules) -> DueSchedule {
-        let mature_pending_us = self
-            .lots
-            .values()
-            .filter(|lot| lot.is_pending())
-            .map(|lot| lot.lot().available_at_us)
-            .min();
-        let expire_lot_us = self.lots.values().filter_map(OpenLot::expires_at_us).min();
+        let mature_pending_us = self.lots.earliest_maturing_us();
+        let expire_lot_us = self.lots.earliest_expiring_us();
         let expire_inactive_us = match rules.inactivity_expiry_us() {
             Some(period_us) if !self.lots.is_empty() => {
                 Some(self.last_activity_us.saturating_add(period_us))

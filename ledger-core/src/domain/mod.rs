@@ -80,7 +80,7 @@ mod tests;
 
 pub use apply::apply;
 pub use command::{Command, ProgramCommand, TransferPoints};
-pub use decide::{decide, decide_transfer};
+pub use decide::{InPlaceError, decide, decide_in_place, decide_transfer};
 pub use error::DomainError;
 pub use event::{
     AppliedCampaign, EarnReversed, Event, EventKind, ExpiryReason, MemberEnrolled, PointsAdjusted,

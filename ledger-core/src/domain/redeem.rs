@@ -53,6 +53,7 @@ pub(super) fn redeem(
         missing == Points::ZERO,
         "redeem: the balance never exceeds the available lots"
     );
+    work.checks_done();
     work.emit(EventKind::PointsRedeemed(PointsRedeemed {
         redemption_id: redemption_id.to_owned(),
         points,
@@ -103,6 +104,7 @@ pub(super) fn cancel(
         Points::checked_sum(restored.iter().map(|draw| draw.points), "restored points")?;
     work.member_balance_headroom(restored_points)?;
     let points = redemption.points;
+    work.checks_done();
     work.emit(EventKind::RedemptionCancelled(RedemptionCancelled {
         redemption_id: redemption_id.to_owned(),
         points,

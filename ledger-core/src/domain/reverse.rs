@@ -82,6 +82,7 @@ pub(super) fn record_return(
             .balance_points()
             .checked_sub(shortfall_points, "balance_points")?;
     }
+    work.checks_done();
     work.emit(EventKind::EarnReversed(EarnReversed {
         order_id: order_id.to_owned(),
         refund,
@@ -92,7 +93,8 @@ pub(super) fn record_return(
         qualifying_points_reversed,
         base_points_reversed: Points::new(base_reversed),
     }));
-    tier::after_return(work, rules)
+    tier::after_return(work, rules);
+    Ok(())
 }
 
 /// Own lot first, then other available lots first-expiring-first.

@@ -29,12 +29,9 @@ use super::event::{EventKind, TierChangeReason, TierChanged};
 use super::rules::Rules;
 use super::time::day_of;
 
-pub(super) fn upgrade_after_purchase(
-    work: &mut Work<'_>,
-    rules: &Rules,
-) -> Result<(), DomainError> {
+pub(super) fn upgrade_after_purchase(work: &mut Work<'_>, rules: &Rules) {
     if rules.tiers().is_empty() {
-        return Ok(());
+        return;
     }
     let position = work.member().tier_position(rules);
     let qualifying = work.member().qualifying_as_of(rules, work.now_us());
@@ -42,12 +39,11 @@ pub(super) fn upgrade_after_purchase(
     if target > position.index {
         change(work, rules, target, TierChangeReason::Qualified, qualifying);
     }
-    Ok(())
 }
 
-pub(super) fn after_return(work: &mut Work<'_>, rules: &Rules) -> Result<(), DomainError> {
+pub(super) fn after_return(work: &mut Work<'_>, rules: &Rules) {
     if rules.tiers().is_empty() {
-        return Ok(());
+        return;
     }
     let position = work.member().tier_position(rules);
     let floor = work.member().tier_floor_position(rules);
@@ -56,7 +52,6 @@ pub(super) fn after_return(work: &mut Work<'_>, rules: &Rules) -> Result<(), Dom
     if target < position.index {
         change(work, rules, target, TierChangeReason::Return, qualifying);
     }
-    Ok(())
 }
 
 /// The review at the end of the period that ends at `period_end_us`.

@@ -71,6 +71,8 @@ pub(super) fn transfer(
         lots,
         debt_repaid,
     };
+    sender.checks_done();
+    receiver.checks_done();
     sender.emit(EventKind::PointsTransferred(PointsTransferred {
         draws,
         lots: Vec::new(),

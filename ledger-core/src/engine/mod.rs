@@ -19,7 +19,7 @@ use crate::error::{CommandError, Rejection, StoreError};
 use crate::ids::{MemberId, ProgramId, StreamName};
 use crate::record;
 use crate::store::{CF_DUE, CF_SNAPSHOTS, Store, keys};
-use crate::writer::{DecideError, Decider, Emitted, Envelope};
+use crate::writer::{DecideError, Decider, Emitted, Envelope, MemberPoints};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -177,10 +177,16 @@ impl LedgerDecider {
     }
 
     /// Applies `events` to the cached member and emits them on its stream.
-    fn emit(&mut self, stream: &StreamName, events: Vec<domain::Event>, out: &mut Vec<Emitted>) {
+    /// Returns the member's points after them.
+    fn emit(
+        &mut self,
+        stream: &StreamName,
+        events: Vec<domain::Event>,
+        out: &mut Vec<Emitted>,
+    ) -> Option<MemberPoints> {
         let Some(cached) = self.members.get_mut(stream) else {
             debug_assert!(false, "a member is loaded before its events are emitted");
-            return;
+            return None;
         };
         for event in events {
             domain::apply(&mut cached.member, &event);
@@ -192,6 +198,7 @@ impl LedgerDecider {
             });
         }
         self.dirty.insert(stream.clone());
+        Some(member_points(&cached.member))
     }
 
     fn decide_member(
@@ -202,19 +209,36 @@ impl LedgerDecider {
         command: &Command,
         now_us: i64,
         out: &mut Vec<Emitted>,
-    ) -> Result<(), DecideError> {
+    ) -> Result<Option<MemberPoints>, DecideError> {
         let program = self.program(store, program_id)?;
         let rules = defined_rules(&program, program_id)?;
         let stream = StreamName::member(program_id, member_id);
         self.load_member(store, &stream)?;
-        let member = &self
+        let cached = self
             .members
-            .get(&stream)
-            .ok_or_else(|| store_error("member not loaded", 0))?
-            .member;
-        let events = domain::decide(member, command, rules, now_us).map_err(Rejection::from)?;
-        self.emit(&stream, events, out);
-        Ok(())
+            .get_mut(&stream)
+            .ok_or_else(|| store_error("member not loaded", 0))?;
+        // In place: the cached member becomes the state after the events,
+        // and a rejection leaves it as it was.
+        let events = domain::decide_in_place(&mut cached.member, command, rules, now_us).map_err(
+            |error| match error {
+                domain::InPlaceError::Rejected(error) => DecideError::from(Rejection::from(error)),
+                domain::InPlaceError::StateLost(error) => {
+                    DecideError::StateLost(format!("{stream}: {error}"))
+                }
+            },
+        )?;
+        cached.stream_version += events.len() as u64;
+        for event in events {
+            out.push(Emitted {
+                stream: stream.clone(),
+                occurred_at_us: event.occurred_at_us,
+                event: crate::pb::Event::from(&event.kind),
+            });
+        }
+        let points = member_points(&cached.member);
+        self.dirty.insert(stream);
+        Ok(Some(points))
     }
 
     fn decide_transfer(
@@ -224,7 +248,7 @@ impl LedgerDecider {
         transfer: &TransferPoints,
         now_us: i64,
         out: &mut Vec<Emitted>,
-    ) -> Result<(), DecideError> {
+    ) -> Result<Option<MemberPoints>, DecideError> {
         let program = self.program(store, program_id)?;
         let rules = defined_rules(&program, program_id)?;
         let from = StreamName::member(program_id, &transfer.from_member_id);
@@ -238,9 +262,18 @@ impl LedgerDecider {
         let (sent, received) =
             domain::decide_transfer(&sender.member, &receiver.member, transfer, rules, now_us)
                 .map_err(Rejection::from)?;
-        self.emit(&from, sent, out);
+        let sender_points = self.emit(&from, sent, out);
         self.emit(&to, received, out);
-        Ok(())
+        Ok(sender_points)
+    }
+}
+
+/// A member's points as the answer to a command gives them.
+fn member_points(member: &Member) -> MemberPoints {
+    MemberPoints {
+        balance: member.balance_points().get(),
+        pending: member.pending_points().get(),
+        debt: member.debt_points().get(),
     }
 }
 
@@ -350,9 +383,11 @@ pub fn dry_run(
     }
     let mut out = Vec::new();
     match decider.decide(store, envelope, envelope.occurred_at_us, &mut out) {
-        Ok(()) => Ok(out),
+        Ok(_) => Ok(out),
         Err(DecideError::Rejected(rejection)) => Err(CommandError::Rejected(rejection)),
         Err(DecideError::Store(error)) => Err(CommandError::Unavailable(error.to_string())),
+        // The decider was made for this dry run alone and is dropped here.
+        Err(DecideError::StateLost(reason)) => Err(CommandError::Unavailable(reason)),
     }
 }
 
@@ -387,7 +422,7 @@ impl Decider for LedgerDecider {
         envelope: &Envelope<LedgerCommand>,
         _recorded_at_us: i64,
         out: &mut Vec<Emitted>,
-    ) -> Result<(), DecideError> {
+    ) -> Result<Option<MemberPoints>, DecideError> {
         let now_us = envelope.occurred_at_us;
         match &envelope.command {
             LedgerCommand::Program(command) => {
@@ -406,7 +441,7 @@ impl Decider for LedgerDecider {
                 }
                 self.programs
                     .insert(envelope.program_id.clone(), Arc::new(next));
-                Ok(())
+                Ok(None)
             }
             LedgerCommand::Member { member_id, command } => {
                 self.decide_member(store, &envelope.program_id, member_id, command, now_us, out)

@@ -1,7 +1,8 @@
 //! The writer's two threads: decide (prepare a batch) and commit (fsync it).
 
 use super::{
-    Appended, CommandResult, DecideError, Decider, Emitted, Envelope, Message, WriterConfig,
+    Appended, BalanceAfter, CommandResult, DecideError, Decider, Emitted, Envelope, MemberPoints,
+    Message, WriterConfig,
 };
 use crate::chain::Head;
 use crate::error::{CommandError, StoreError};
@@ -407,7 +408,7 @@ impl<D: Decider> DecideState<D> {
             .decider
             .decide(&self.store, envelope, recorded_at_us, &mut emitted);
         let outcome = match decided {
-            Ok(()) => {
+            Ok(points) => {
                 let appended = self.append(
                     envelope,
                     request_hash,
@@ -415,6 +416,7 @@ impl<D: Decider> DecideState<D> {
                     &primary,
                     &mut emitted,
                     batch,
+                    points,
                 );
                 if let Err(error) = &appended {
                     // The decider already applied the command to its state:
@@ -425,6 +427,12 @@ impl<D: Decider> DecideState<D> {
             }
             Err(DecideError::Store(error)) => Err(CommandError::Unavailable(error.to_string())),
             Err(DecideError::Rejected(rejection)) => Err(CommandError::Rejected(rejection)),
+            Err(DecideError::StateLost(reason)) => {
+                // Only failing the whole batch, and reloading, keeps state
+                // and log equal.
+                self.poisoned = Some(reason.clone());
+                Err(CommandError::Unavailable(reason))
+            }
         };
         self.emitted = emitted;
         let entry = match &outcome {
@@ -435,6 +443,14 @@ impl<D: Decider> DecideState<D> {
                         first_position: appended.first_position,
                         event_count: appended.event_count,
                         stream_version: appended.stream_version,
+                        balance: appended.balance.map(|balance| {
+                            pb::idempotency_entry::BalanceAfter {
+                                balance: balance.points.balance,
+                                pending: balance.points.pending,
+                                debt: balance.points.debt,
+                                position: balance.position,
+                            }
+                        }),
                     },
                 )),
             },
@@ -491,6 +507,7 @@ impl<D: Decider> DecideState<D> {
     }
 
     /// Encodes, hashes and indexes a command's events into `batch`.
+    #[allow(clippy::too_many_arguments)]
     fn append(
         &mut self,
         envelope: &Envelope<D::Command>,
@@ -499,6 +516,7 @@ impl<D: Decider> DecideState<D> {
         primary: &StreamName,
         emitted: &mut Vec<Emitted>,
         batch: &mut WriteBatch,
+        points: Option<MemberPoints>,
     ) -> CommandResult {
         assert!(
             emitted.len() <= COMMAND_EVENTS_MAX,
@@ -523,11 +541,12 @@ impl<D: Decider> DecideState<D> {
                 value: value.clone(),
             })
             .collect();
+        let mut events = Vec::with_capacity(emitted.len());
         for (index, item) in emitted.drain(..).enumerate() {
             let position = self.head.position + 1;
             let version = self.versions.entry(item.stream.clone()).or_insert(0);
             *version += 1;
-            let record = pb::EventRecord {
+            let mut record = pb::EventRecord {
                 position,
                 stream: item.stream.as_str().to_owned(),
                 stream_version: *version,
@@ -558,13 +577,23 @@ impl<D: Decider> DecideState<D> {
             batch.put_cf(self.store.cf(CF_STREAM_INDEX), &self.key_buf, position_key);
             debug_assert_eq!(position, self.head.position + 1, "positions are contiguous");
             self.head = Head { position, hash };
+            // The answer carries the event as encoded, without a copy.
+            events.extend(record.event.take());
         }
         let stream_version = self.versions.get(primary).copied().unwrap_or(0);
+        // The head is now the command's last event, or, when it appended
+        // none, the state it was decided against.
+        let balance = points.map(|points| BalanceAfter {
+            points,
+            position: self.head.position,
+        });
         Ok(Appended {
             first_position,
             event_count: count,
             stream_version,
             replayed: false,
+            balance,
+            events,
         })
     }
 }
@@ -586,6 +615,15 @@ fn replay<C>(
             event_count: accepted.event_count,
             stream_version: accepted.stream_version,
             replayed: true,
+            balance: accepted.balance.map(|balance| BalanceAfter {
+                points: MemberPoints {
+                    balance: balance.balance,
+                    pending: balance.pending,
+                    debt: balance.debt,
+                },
+                position: balance.position,
+            }),
+            events: Vec::new(),
         }),
         Some(pb::idempotency_entry::Outcome::Rejected(rejected)) => {
             Err(CommandError::Rejected(crate::error::Rejection {

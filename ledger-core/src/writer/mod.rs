@@ -79,6 +79,11 @@ pub enum DecideError {
     /// State could not be loaded; the command fails and is not remembered.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// The decider's in-memory state can no longer be trusted (a bug
+    /// caught at run time): the whole batch fails as if its write had
+    /// failed, and all state is reloaded from the store.
+    #[error("decider state lost: {0}")]
+    StateLost(String),
 }
 
 /// The state machine the writer drives: decides commands into events.
@@ -94,13 +99,16 @@ pub trait Decider: Send + 'static {
     fn primary_stream(&self, envelope: &Envelope<Self::Command>) -> StreamName;
 
     /// Decides one command, pushing its events onto `out` (empty on entry).
+    /// Returns the primary member's points after the command when the
+    /// decider keeps a member's points (it answers the caller with them),
+    /// `None` otherwise.
     fn decide(
         &mut self,
         store: &Store,
         envelope: &Envelope<Self::Command>,
         recorded_at_us: i64,
         out: &mut Vec<Emitted>,
-    ) -> Result<(), DecideError>;
+    ) -> Result<Option<MemberPoints>, DecideError>;
 
     /// Forgets all in-memory state; the next decisions reload it from the store.
     fn discard(&mut self);
@@ -119,8 +127,29 @@ pub trait Decider: Send + 'static {
     fn trim(&mut self) {}
 }
 
+/// A member's points as a decider knows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MemberPoints {
+    /// Available minus debt.
+    pub balance: i64,
+    /// Waiting for their pending period to end.
+    pub pending: i64,
+    /// Clawed back beyond the balance, paid off by later earns.
+    pub debt: i64,
+}
+
+/// The primary member's points right after a command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BalanceAfter {
+    /// The figures.
+    pub points: MemberPoints,
+    /// The position they reflect: the command's last event, or the head the
+    /// command was decided at when it appended none.
+    pub position: u64,
+}
+
 /// The answer to an accepted command.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Appended {
     /// Position of the command's first event (0 when it produced none).
     pub first_position: u64,
@@ -130,6 +159,14 @@ pub struct Appended {
     pub stream_version: u64,
     /// True when this is the remembered answer to an earlier identical request.
     pub replayed: bool,
+    /// The primary member's points right after the command: from the
+    /// decider, or for a replay from the remembered entry. `None` when the
+    /// decider keeps no member points (program commands, pass-through) or
+    /// the entry was remembered before it held them.
+    pub balance: Option<BalanceAfter>,
+    /// The events as the log holds them, in order. Empty for a replayed
+    /// answer: they are in the log at `first_position..=last_position()`.
+    pub events: Vec<pb::Event>,
 }
 
 impl Appended {
@@ -460,7 +497,7 @@ impl Decider for PassThrough {
         envelope: &Envelope<Append>,
         _recorded_at_us: i64,
         out: &mut Vec<Emitted>,
-    ) -> Result<(), DecideError> {
+    ) -> Result<Option<MemberPoints>, DecideError> {
         use prost::Message as _;
         let events = &envelope.command.events;
         if events.is_empty() {
@@ -488,7 +525,7 @@ impl Decider for PassThrough {
                 event,
             });
         }
-        Ok(())
+        Ok(None)
     }
 
     fn discard(&mut self) {}

@@ -11,6 +11,8 @@
 
 mod earn;
 mod expiry;
+mod in_place;
+mod lots;
 mod redeem;
 mod returns;
 mod rules;
@@ -117,15 +119,36 @@ impl Given {
 
     /// Decides and applies; the command must be accepted.
     pub fn run(&mut self, command: Command, now_us: i64) -> Vec<Event> {
-        let events = decide(&self.member, &command, &self.rules, now_us)
+        let events = self
+            .when(command.clone(), now_us)
             .unwrap_or_else(|error| panic!("{command:?} at {now_us}: {error}"));
         self.record(&events);
         events
     }
 
-    /// Decides only.
+    /// Decides only. Every decision of these tests is also decided in
+    /// place on a copy of the member, which must give the same answer and
+    /// leave the copy as applying the events (or, on a rejection, nothing)
+    /// leaves the member.
     pub fn when(&self, command: Command, now_us: i64) -> Result<Vec<Event>, DomainError> {
-        decide(&self.member, &command, &self.rules, now_us)
+        let decided = decide(&self.member, &command, &self.rules, now_us);
+        let mut in_place = self.member.clone();
+        let decided_in_place = decide_in_place(&mut in_place, &command, &self.rules, now_us);
+        let mut expected = self.member.clone();
+        match (&decided, decided_in_place) {
+            (Ok(events), Ok(in_place_events)) => {
+                assert_eq!(*events, in_place_events, "in place: the same events");
+                for event in events {
+                    apply(&mut expected, event);
+                }
+            }
+            (Err(error), Err(InPlaceError::Rejected(in_place_error))) => {
+                assert_eq!(*error, in_place_error, "in place: the same rejection");
+            }
+            (decided, in_place) => panic!("in place: {in_place:?}, pure: {decided:?}"),
+        }
+        assert_eq!(in_place, expected, "in place: the state the events give");
+        decided
     }
 
     pub fn record(&mut self, events: &[Event]) {
