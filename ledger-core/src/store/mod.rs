@@ -20,13 +20,17 @@ pub use verify::{VerifyOutcome, VerifyProgress};
 use crate::chain::{ChainHash, Head};
 use crate::error::StoreError;
 use crate::ids::{IdempotencyKey, ProgramId, StreamName};
+use crate::limits::{
+    DISK_FREE_LOG_RESERVE_BYTES_DEFAULT, DISK_FREE_VIEWS_RESERVE_BYTES_DEFAULT,
+    ROCKSDB_WRITE_BUFFER_BYTES,
+};
 use crate::pb;
 use prost::Message;
 use rocksdb::{
     BlockBasedOptions, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, ReadOptions,
     WriteBatch, WriteOptions,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -88,23 +92,102 @@ pub fn decode_record(position: u64, bytes: &[u8]) -> Result<pb::EventRecord, Sto
     Ok(record)
 }
 
-/// Failures a test can inject into the store's write seam: the next `n`
-/// batch writes fail before reaching RocksDB, as a failed fsync would.
+/// Failures a test can inject into the store's write seams: the next `n`
+/// durable batch writes (the log) or relaxed writes (views, cursors) fail
+/// before reaching RocksDB, as a failed fsync would.
 #[derive(Debug, Default)]
 pub struct WriteFaults {
     fail_next: AtomicU64,
+    fail_next_relaxed: AtomicU64,
 }
 
 impl WriteFaults {
-    /// Makes the next `count` batch writes fail.
+    /// Makes the next `count` durable batch writes fail (0 clears).
     pub fn fail_next_writes(&self, count: u64) {
         self.fail_next.store(count, Ordering::SeqCst);
     }
 
-    fn take(&self) -> bool {
-        self.fail_next
+    /// Makes the next `count` relaxed or unlogged writes and flushes fail
+    /// (0 clears; `u64::MAX` fails them until cleared).
+    pub fn fail_next_relaxed_writes(&self, count: u64) {
+        self.fail_next_relaxed.store(count, Ordering::SeqCst);
+    }
+
+    fn take(counter: &AtomicU64) -> bool {
+        counter
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
+    }
+}
+
+/// Free space the store keeps on its filesystem: below `log_bytes` the log
+/// takes no batch, below `views_bytes` no rebuildable write is made either.
+/// A refused write fails with [`StoreError::DiskFull`] before it reaches
+/// RocksDB, so RocksDB never runs out of space under a write of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeSpaceReserve {
+    /// Below this many free bytes, durable (log) writes are refused.
+    pub log_bytes: u64,
+    /// Below this many free bytes, relaxed (view) writes are refused too.
+    pub views_bytes: u64,
+}
+
+impl Default for FreeSpaceReserve {
+    fn default() -> Self {
+        FreeSpaceReserve {
+            log_bytes: DISK_FREE_LOG_RESERVE_BYTES_DEFAULT,
+            views_bytes: DISK_FREE_VIEWS_RESERVE_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// The guard in front of every write: reads the filesystem's free space
+/// (statvfs) and compares it with the reserve. One statvfs costs a system
+/// call of about a microsecond, against the milliseconds of a group commit's
+/// fsync, so it is asked on every write rather than cached and stale.
+#[derive(Debug)]
+struct SpaceGuard {
+    path: PathBuf,
+    log_bytes: AtomicU64,
+    views_bytes: AtomicU64,
+}
+
+impl SpaceGuard {
+    fn new(path: &Path) -> SpaceGuard {
+        let reserve = FreeSpaceReserve::default();
+        SpaceGuard {
+            path: path.to_path_buf(),
+            log_bytes: AtomicU64::new(reserve.log_bytes),
+            views_bytes: AtomicU64::new(reserve.views_bytes),
+        }
+    }
+
+    fn available_bytes(&self) -> std::io::Result<u64> {
+        let stats = rustix::fs::statvfs(&self.path)?;
+        // f_bavail, not f_bfree: the blocks that the filesystem keeps for
+        // root are not counted, so running as root changes nothing.
+        Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+    }
+
+    fn check(&self, reserve: &AtomicU64) -> Result<(), StoreError> {
+        let reserve_bytes = reserve.load(Ordering::Relaxed);
+        if reserve_bytes == 0 {
+            return Ok(());
+        }
+        match self.available_bytes() {
+            Ok(available_bytes) if available_bytes < reserve_bytes => Err(StoreError::DiskFull {
+                available_bytes,
+                reserve_bytes,
+            }),
+            Ok(_) => Ok(()),
+            Err(error) => {
+                // Not knowing the free space is no reason to refuse a write:
+                // RocksDB reports a full disk itself, and the store recovers
+                // from that too, only more slowly.
+                tracing::warn!(%error, path = %self.path.display(), "free-space guard skipped");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -113,6 +196,7 @@ impl WriteFaults {
 pub struct Store {
     db: Arc<DB>,
     faults: Arc<WriteFaults>,
+    space: Arc<SpaceGuard>,
 }
 
 impl std::fmt::Debug for Store {
@@ -134,6 +218,7 @@ fn cf_options(name: &str) -> Options {
         options.set_block_based_table_factory(&block);
     }
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    options.set_write_buffer_size(ROCKSDB_WRITE_BUFFER_BYTES);
     options
 }
 
@@ -153,6 +238,7 @@ impl Store {
         Ok(Store {
             db: Arc::new(db),
             faults: Arc::new(WriteFaults::default()),
+            space: Arc::new(SpaceGuard::new(path)),
         })
     }
 
@@ -168,6 +254,7 @@ impl Store {
         Ok(Store {
             db: Arc::new(db),
             faults: Arc::new(WriteFaults::default()),
+            space: Arc::new(SpaceGuard::new(path)),
         })
     }
 
@@ -191,19 +278,62 @@ impl Store {
             .expect("column family opened in Store::open")
     }
 
+    /// The free-space reserve in force.
+    pub fn free_space_reserve(&self) -> FreeSpaceReserve {
+        FreeSpaceReserve {
+            log_bytes: self.space.log_bytes.load(Ordering::Relaxed),
+            views_bytes: self.space.views_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sets the free-space reserve for every clone of this store (0 turns a
+    /// guard off). The views' reserve may not exceed the log's: the views
+    /// must be able to fold what the log acknowledged.
+    pub fn set_free_space_reserve(&self, reserve: FreeSpaceReserve) {
+        assert!(
+            reserve.views_bytes <= reserve.log_bytes,
+            "the views' free-space reserve is at most the log's"
+        );
+        self.space
+            .log_bytes
+            .store(reserve.log_bytes, Ordering::Relaxed);
+        self.space
+            .views_bytes
+            .store(reserve.views_bytes, Ordering::Relaxed);
+    }
+
+    /// Free bytes on the data directory's filesystem, as the guard sees them.
+    pub fn available_bytes(&self) -> std::io::Result<u64> {
+        self.space.available_bytes()
+    }
+
     /// Writes `batch` atomically with fsync: the only way the log grows.
+    /// Refused with [`StoreError::DiskFull`], before RocksDB sees it, while
+    /// the filesystem has less free space than the log's reserve.
     pub fn write_durable(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        if self.faults.take() {
+        if WriteFaults::take(&self.faults.fail_next) {
             return Err(StoreError::Injected);
         }
+        self.space.check(&self.space.log_bytes)?;
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.db.write_opt(batch, &options)?;
         Ok(())
     }
 
-    /// Writes rebuildable rows (views, checkpoints) without fsync.
+    /// The guard of rebuildable writes: injected faults, then the views'
+    /// free-space reserve.
+    fn check_relaxed(&self) -> Result<(), StoreError> {
+        if WriteFaults::take(&self.faults.fail_next_relaxed) {
+            return Err(StoreError::Injected);
+        }
+        self.space.check(&self.space.views_bytes)
+    }
+
+    /// Writes rebuildable rows (views, checkpoints) without fsync. Refused
+    /// with [`StoreError::DiskFull`] below the views' free-space reserve.
     pub fn write_relaxed(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.check_relaxed()?;
         let mut options = WriteOptions::default();
         options.set_sync(false);
         self.db.write_opt(batch, &options)?;
@@ -216,14 +346,17 @@ impl Store {
     /// all or nothing. Call [`Store::flush_cf`] before anything logged comes
     /// to depend on it.
     pub fn write_unlogged(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.check_relaxed()?;
         let mut options = WriteOptions::default();
         options.disable_wal(true);
         self.db.write_opt(batch, &options)?;
         Ok(())
     }
 
-    /// Flushes a column family's memtables to disk (and waits).
+    /// Flushes a column family's memtables to disk (and waits). Guarded
+    /// like a relaxed write: a flush writes files.
     pub fn flush_cf(&self, name: &str) -> Result<(), StoreError> {
+        self.check_relaxed()?;
         self.db.flush_cf(self.cf(name))?;
         Ok(())
     }
