@@ -572,3 +572,129 @@ fn decode_head(bytes: &[u8]) -> Result<Head, StoreError> {
         hash: ChainHash(hash),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(store: &Store, cf: &str, key: &[u8]) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(store.cf(cf), key, b"value");
+        batch
+    }
+
+    #[test]
+    fn below_the_log_reserve_a_durable_write_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.set_free_space_reserve(FreeSpaceReserve {
+            log_bytes: u64::MAX,
+            views_bytes: 0,
+        });
+        let refused = store.write_durable(put(&store, CF_LOG, b"k1"));
+        match refused {
+            Err(StoreError::DiskFull {
+                available_bytes,
+                reserve_bytes,
+            }) => {
+                assert_eq!(reserve_bytes, u64::MAX);
+                assert!(available_bytes < u64::MAX);
+            }
+            other => panic!("refused for a full disk: {other:?}"),
+        }
+        let read = store.db().get_cf(store.cf(CF_LOG), b"k1").expect("read");
+        assert_eq!(read, None, "nothing of the refused batch was written");
+        // The views' lower mark still lets rebuildable writes through.
+        store
+            .write_relaxed(put(&store, CF_VIEWS, b"v1"))
+            .expect("relaxed write above the views' reserve");
+        store.set_free_space_reserve(FreeSpaceReserve::default());
+        store
+            .write_durable(put(&store, CF_LOG, b"k1"))
+            .expect("a disk with room takes the write");
+    }
+
+    #[test]
+    fn below_the_views_reserve_relaxed_writes_and_flushes_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.set_free_space_reserve(FreeSpaceReserve {
+            log_bytes: u64::MAX,
+            views_bytes: u64::MAX,
+        });
+        for refused in [
+            store.write_relaxed(put(&store, CF_VIEWS, b"v")),
+            store.write_unlogged(put(&store, CF_VIEWS, b"v")),
+            store.flush_cf(CF_VIEWS),
+        ] {
+            let error = refused.expect_err("refused");
+            assert!(error.is_disk_full(), "{error}");
+            assert!(error.is_transient(), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_zero_reserve_turns_the_guard_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.set_free_space_reserve(FreeSpaceReserve {
+            log_bytes: 0,
+            views_bytes: 0,
+        });
+        store
+            .write_durable(put(&store, CF_LOG, b"k"))
+            .expect("no guard");
+        assert!(store.available_bytes().expect("statvfs") > 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "the views' free-space reserve is at most the log's")]
+    fn the_views_reserve_may_not_exceed_the_logs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.set_free_space_reserve(FreeSpaceReserve {
+            log_bytes: 1,
+            views_bytes: 2,
+        });
+    }
+
+    #[test]
+    fn injected_relaxed_faults_fail_only_relaxed_writes_until_cleared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.set_free_space_reserve(FreeSpaceReserve {
+            log_bytes: 0,
+            views_bytes: 0,
+        });
+        store.faults().fail_next_relaxed_writes(u64::MAX);
+        for _ in 0..3 {
+            assert!(matches!(
+                store.write_relaxed(put(&store, CF_VIEWS, b"v")),
+                Err(StoreError::Injected)
+            ));
+        }
+        store
+            .write_durable(put(&store, CF_LOG, b"k"))
+            .expect("durable writes are not affected");
+        store.faults().fail_next_relaxed_writes(0);
+        store
+            .write_relaxed(put(&store, CF_VIEWS, b"v"))
+            .expect("cleared");
+    }
+
+    #[test]
+    fn only_corruption_is_not_transient() {
+        let full = StoreError::DiskFull {
+            available_bytes: 0,
+            reserve_bytes: 1,
+        };
+        assert!(full.is_disk_full() && full.is_transient());
+        assert!(StoreError::Injected.is_transient());
+        assert!(!StoreError::Injected.is_disk_full());
+        let corrupt = StoreError::Corrupt {
+            position: 1,
+            reason: "x".into(),
+        };
+        assert!(!corrupt.is_transient() && !corrupt.is_disk_full());
+    }
+}
