@@ -1040,3 +1040,34 @@ pub fn view_digest(store: &Store, kind: ViewKind) -> Result<[u8; 32], ViewError>
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::error::StoreError;
+
+    #[test]
+    fn the_retry_backoff_doubles_up_to_its_cap() {
+        assert_eq!(retry_backoff(1), RETRY_BACKOFF_MIN);
+        assert_eq!(retry_backoff(2), RETRY_BACKOFF_MIN * 2);
+        assert_eq!(retry_backoff(3), RETRY_BACKOFF_MIN * 4);
+        assert_eq!(retry_backoff(8), RETRY_BACKOFF_MAX);
+        assert_eq!(retry_backoff(u32::MAX), RETRY_BACKOFF_MAX);
+    }
+
+    #[test]
+    fn storage_failures_are_retried_and_bad_events_are_not() {
+        let full = ViewError::Store(StoreError::DiskFull {
+            available_bytes: 0,
+            reserve_bytes: 1,
+        });
+        assert!(retryable(&full));
+        assert!(retryable(&ViewError::Store(StoreError::Injected)));
+        assert!(!retryable(&ViewError::event(3, "lot 9 is unknown")));
+        assert!(!retryable(&ViewError::row("balance", "does not decode")));
+        assert!(!retryable(&ViewError::Store(StoreError::Corrupt {
+            position: 3,
+            reason: "x".into(),
+        })));
+    }
+}
