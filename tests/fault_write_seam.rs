@@ -12,15 +12,17 @@
 //! commands are in that write; then concurrent callers, released together
 //! by a barrier, are split into batches as the writer drains its queue, and
 //! whichever land in the failed one must fail whole while the others are
-//! acknowledged where they say. Nothing sleeps: the views are awaited by
-//! polling their status with a deadline (their worker runs on its own).
+//! acknowledged where they say. The same seam fails the views' writes: a
+//! view retries them and catches up, rather than stopping. Nothing sleeps:
+//! the views are awaited by polling their status with a deadline (their
+//! worker retries on a timer of its own).
 
 mod common;
 
 use common::faults::{
     Answer, DEFAULT_PROGRAM_KEY, Write, accepted, assert_log_holds_exactly,
     assert_read_all_reaches, assert_views_equal_rebuild, available, balance, head, last_position,
-    poll_views_live_at,
+    poll_views, poll_views_live_at,
 };
 use common::server::{Server, award, enroll, purchase, redeem};
 use std::collections::BTreeSet;
@@ -213,5 +215,48 @@ async fn a_failed_group_commit_fails_its_callers_and_the_writer_reloads() {
     );
     assert_views_equal_rebuild(&store);
     // The store closes before its directory is removed.
+    drop(store);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_view_whose_writes_fail_retries_and_catches_up() {
+    let server = Server::start().await;
+    let store = server.store.clone();
+    let mut admin = server.admin.clone();
+    let enrolled = Write::Enroll(enroll("ann", "enroll-ann"));
+    let answers = enrolled.send(server.client.clone()).await;
+    let mut acks = accepted(std::slice::from_ref(&enrolled), vec![answers]);
+    poll_views_live_at(&mut admin, last_position(&acks)).await;
+
+    // Every view write fails until cleared. The command is durable all the
+    // same; its answer waits for the balance view, so it runs in a task.
+    store.faults().fail_next_relaxed_writes(u64::MAX);
+    let awarded = Write::Award(award("ann", "award-ann", 100));
+    let answer = tokio::spawn({
+        let awarded = awarded.clone();
+        let client = server.client.clone();
+        async move { awarded.send(client).await }
+    });
+    let retrying = poll_views(&mut admin, "retrying", |view| {
+        view.state == "retrying" && view.error.contains("injected")
+    })
+    .await;
+    for view in &retrying {
+        assert_eq!(view.failed_position, view.checkpoint + 1, "{view:?}");
+    }
+    store.faults().fail_next_relaxed_writes(0);
+    let answers = answer.await.expect("caller");
+    acks.extend(accepted(std::slice::from_ref(&awarded), vec![answers]));
+    let last_ack = last_position(&acks);
+    poll_views_live_at(&mut admin, last_ack).await;
+    assert_eq!(available(&balance(&server, "ann", last_ack).await), 100);
+
+    drop(store);
+    let (store, _dir) = server.stop_keeping_store().await;
+    assert_eq!(
+        assert_log_holds_exactly(&store, &acks, &[DEFAULT_PROGRAM_KEY]),
+        last_ack
+    );
+    assert_views_equal_rebuild(&store);
     drop(store);
 }
