@@ -142,8 +142,8 @@ impl Default for FreeSpaceReserve {
 }
 
 /// The guard in front of every write: reads the filesystem's free space
-/// (statvfs) and compares it with the reserve. One statvfs costs a system
-/// call of about a microsecond, against the milliseconds of a group commit's
+/// (statvfs) and compares it with the reserve. One statvfs is a system call
+/// of about a microsecond, against the 150 µs or more of a group commit's
 /// fsync, so it is asked on every write rather than cached and stale.
 #[derive(Debug)]
 struct SpaceGuard {
