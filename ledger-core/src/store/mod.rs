@@ -141,6 +141,12 @@ impl Default for FreeSpaceReserve {
     }
 }
 
+/// Free bytes on the data directory's filesystem, as the guard last saw them.
+pub const METRIC_AVAILABLE_BYTES: &str = "ledger_store_available_bytes";
+/// Writes the guard refused for a full disk, labelled `writes` = `log` or
+/// `views`.
+pub const METRIC_WRITES_REFUSED: &str = "ledger_store_writes_refused_total";
+
 /// The guard in front of every write: reads the filesystem's free space
 /// (statvfs) and compares it with the reserve. One statvfs is a system call
 /// of about a microsecond, against the 150 µs or more of a group commit's
@@ -169,17 +175,24 @@ impl SpaceGuard {
         Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
     }
 
-    fn check(&self, reserve: &AtomicU64) -> Result<(), StoreError> {
+    /// `writes` names the writes checked, for the refusal counter.
+    fn check(&self, reserve: &AtomicU64, writes: &'static str) -> Result<(), StoreError> {
         let reserve_bytes = reserve.load(Ordering::Relaxed);
         if reserve_bytes == 0 {
             return Ok(());
         }
         match self.available_bytes() {
-            Ok(available_bytes) if available_bytes < reserve_bytes => Err(StoreError::DiskFull {
-                available_bytes,
-                reserve_bytes,
-            }),
-            Ok(_) => Ok(()),
+            Ok(available_bytes) => {
+                metrics::gauge!(METRIC_AVAILABLE_BYTES).set(available_bytes as f64);
+                if available_bytes < reserve_bytes {
+                    metrics::counter!(METRIC_WRITES_REFUSED, "writes" => writes).increment(1);
+                    return Err(StoreError::DiskFull {
+                        available_bytes,
+                        reserve_bytes,
+                    });
+                }
+                Ok(())
+            }
             Err(error) => {
                 // Not knowing the free space is no reason to refuse a write:
                 // RocksDB reports a full disk itself, and the store recovers
@@ -314,7 +327,7 @@ impl Store {
         if WriteFaults::take(&self.faults.fail_next) {
             return Err(StoreError::Injected);
         }
-        self.space.check(&self.space.log_bytes)?;
+        self.space.check(&self.space.log_bytes, "log")?;
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.db.write_opt(batch, &options)?;
@@ -327,7 +340,7 @@ impl Store {
         if WriteFaults::take(&self.faults.fail_next_relaxed) {
             return Err(StoreError::Injected);
         }
-        self.space.check(&self.space.views_bytes)
+        self.space.check(&self.space.views_bytes, "views")
     }
 
     /// Writes rebuildable rows (views, checkpoints) without fsync. Refused
