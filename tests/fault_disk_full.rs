@@ -18,6 +18,9 @@
 //!   recovers by itself, which it does by polling the free space every five
 //!   seconds; a restart afterwards replays none of the refused writes.
 //!
+//! A third test restarts the server on a disk that filled while it was
+//! down: it starts, serves reads, and takes writes once space is freed.
+//!
 //! The views and RocksDB retry on timers of their own, so those waits poll
 //! the condition with a generous deadline; nothing else sleeps.
 
@@ -351,6 +354,59 @@ async fn rocksdb_out_of_space_refuses_writes_until_it_recovers_by_itself() {
         assert_log_holds_exactly(&store, &acks, &[DEFAULT_PROGRAM_KEY]),
         last_ack
     );
+    drop(store);
+    drop(tmpfs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_restarted_on_a_full_disk_serves_reads_and_writes_once_space_is_freed() {
+    let tmpfs = Tmpfs::mount(TMPFS_MIB);
+    let data_dir = tmpfs.path().join("data");
+    let server = Server::start_in(data_dir.clone()).await;
+    let mut admin = server.admin.clone();
+    let history = [
+        Write::Enroll(enroll("ann", "enroll-ann")),
+        Write::Award(award("ann", "award-ann-1", 100)),
+    ];
+    let mut acks = Vec::new();
+    for write in &history {
+        acks.extend(accepted(
+            std::slice::from_ref(write),
+            vec![write.send(server.client.clone()).await],
+        ));
+    }
+    let last_ack = last_position(&acks);
+    poll_views_live_at(&mut admin, last_ack).await;
+    let (store, _) = server.stop_keeping_store().await;
+
+    // The disk fills while the server is down, below both default reserves;
+    // it starts all the same, with its default reserves, and serves reads.
+    let ballast = fill(&store, tmpfs.path(), 8 << 20);
+    drop(store);
+    let server = Server::start_in(data_dir).await;
+    let mut admin = server.admin.clone();
+    assert_eq!(head(&server).await, last_ack);
+    assert_read_all_reaches(&server, last_ack).await;
+    poll_views_live_at(&mut admin, last_ack).await;
+    let before = balance(&server, "ann", last_ack).await;
+    assert_eq!((available(&before), before.position), (100, last_ack));
+    let refused = [Write::Award(award("ann", "award-ann-refused", 5))];
+    let answers = send_concurrently(&server, &refused).await;
+    assert_refused_for_disk_full(&refused, &answers);
+
+    std::fs::remove_file(&ballast).expect("remove the ballast");
+    for write in &refused {
+        acks.extend(retry_until_accepted(&server, write).await);
+    }
+    let last_ack = last_position(&acks);
+    poll_views_live_at(&mut admin, last_ack).await;
+    assert_eq!(available(&balance(&server, "ann", last_ack).await), 105);
+    let (store, _) = server.stop_keeping_store().await;
+    assert_eq!(
+        assert_log_holds_exactly(&store, &acks, &[DEFAULT_PROGRAM_KEY]),
+        last_ack
+    );
+    assert_views_equal_rebuild(&store);
     drop(store);
     drop(tmpfs);
 }

@@ -636,11 +636,26 @@ impl Runtime {
     ) -> Result<Runtime, ViewError> {
         let mut slots = Vec::with_capacity(kinds.len());
         for &kind in kinds {
-            let generation = active_generation(&store, kind.tag())?.unwrap_or(1);
+            let active = active_generation(&store, kind.tag())?;
+            let generation = active.unwrap_or(1);
             let mut batch = rocksdb::WriteBatch::default();
             set_active(&store, &mut batch, kind.tag(), generation);
             delete_other_generations(&store, &mut batch, kind.tag(), generation);
-            store.write_relaxed(batch)?;
+            match store.write_relaxed(batch) {
+                Ok(()) => {}
+                // A server restarted on a full disk still serves reads: the
+                // pointer is already there, and the rows of an interrupted
+                // rebuild are only garbage (no query reads them, and the next
+                // rebuild deletes them before it starts).
+                Err(error) if active.is_some() && error.is_transient() => {
+                    tracing::warn!(
+                        view = kind.name(),
+                        %error,
+                        "leftovers of an interrupted rebuild stay until the store takes writes"
+                    );
+                }
+                Err(error) => return Err(error.into()),
+            }
             let folder = Folder::open(&store, kind, generation)?;
             let applied = Arc::new(watch::channel(folder.checkpoint().position).0);
             let worker = Worker::spawn(store.clone(), head.clone(), folder, applied.clone(), true)?;
