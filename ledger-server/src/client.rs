@@ -11,7 +11,7 @@ use crate::pb;
 use anyhow::Context;
 use serde_json::{Value, json};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
@@ -212,7 +212,19 @@ fn parse_meta(text: &str) -> Result<(String, String), String> {
 
 /// Adds `authorization: Bearer <token>` to every call.
 #[derive(Clone)]
-struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+pub(crate) struct Bearer(Option<MetadataValue<tonic::metadata::Ascii>>);
+
+impl Bearer {
+    /// Sends `token` (`--token`), or nothing when there is none.
+    pub(crate) fn new(token: Option<&str>) -> anyhow::Result<Bearer> {
+        Ok(Bearer(
+            token
+                .map(|token| format!("Bearer {token}").parse())
+                .transpose()
+                .context("--token: not a valid header value")?,
+        ))
+    }
+}
 
 impl Interceptor for Bearer {
     fn call(
@@ -238,14 +250,11 @@ pub enum Outcome {
 
 /// Makes the call and prints its answer on standard output.
 pub async fn run(args: ClientArgs) -> anyhow::Result<Outcome> {
-    let channel = connect(&args).await?;
-    let bearer = Bearer(
-        args.token
-            .as_deref()
-            .map(|token| format!("Bearer {token}").parse())
-            .transpose()
-            .context("--token: not a valid header value")?,
-    );
+    let channel = endpoint(&args.target, args.ca.as_deref())?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", args.target))?;
+    let bearer = Bearer::new(args.token.as_deref())?;
     let mut ledger =
         pb::ledger_client::LedgerClient::with_interceptor(channel.clone(), bearer.clone());
     let program = args.program.clone();
@@ -310,19 +319,18 @@ pub async fn run(args: ClientArgs) -> anyhow::Result<Outcome> {
     }
 }
 
-async fn connect(args: &ClientArgs) -> anyhow::Result<Channel> {
-    let mut endpoint = Endpoint::from_shared(args.target.clone())
-        .with_context(|| format!("--target: `{}` is not a URI", args.target))?;
-    if let Some(ca) = &args.ca {
+/// The endpoint of `--target`, checking the server's certificate against
+/// `--ca` when given.
+pub(crate) fn endpoint(target: &str, ca: Option<&Path>) -> anyhow::Result<Endpoint> {
+    let mut endpoint = Endpoint::from_shared(target.to_owned())
+        .with_context(|| format!("--target: `{target}` is not a URI"))?;
+    if let Some(ca) = ca {
         let pem = std::fs::read(ca).with_context(|| format!("--ca: reading {}", ca.display()))?;
         endpoint = endpoint
             .tls_config(ClientTlsConfig::new().ca_certificate(Certificate::from_pem(pem)))
             .context("--ca")?;
     }
-    endpoint
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {}", args.target))
+    Ok(endpoint)
 }
 
 type Ledger = pb::ledger_client::LedgerClient<

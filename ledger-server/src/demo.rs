@@ -1072,7 +1072,7 @@ pub fn print_expiring(out: &mut impl Write, report: &Report<'_>) -> anyhow::Resu
 // Formatting: integers only.
 
 /// `1234567` as `1,234,567`.
-fn thousands(value: i128) -> String {
+pub(crate) fn thousands(value: i128) -> String {
     let digits = value.unsigned_abs().to_string();
     let mut grouped = String::with_capacity(digits.len() + digits.len() / 3 + 1);
     if value < 0 {

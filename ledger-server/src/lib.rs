@@ -10,6 +10,7 @@ pub mod config;
 pub mod demo;
 pub mod export;
 pub mod ledger;
+pub mod load;
 pub mod metrics;
 pub mod reconcile;
 pub mod reports;

@@ -46,6 +46,10 @@ enum Commands {
     /// the log's head. Exit 0 when answered, 1 when the server refuses the
     /// call (code, message and fields printed), 2 when it cannot be called.
     Client(ledger_server::client::ClientArgs),
+    /// Generate load over gRPC against a running server and report
+    /// throughput, latency percentiles and errors by code. Exit 0 when the
+    /// run's checks hold, 1 when one fails, 2 when it cannot run.
+    Load(Box<ledger_server::load::LoadArgs>),
     /// Serve gRPC (health, reflection, Audit) on a data directory.
     Serve {
         /// Data directory [default: points-ledger under the user's data dir].
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         Commands::Client(args) => client(args),
+        Commands::Load(args) => load(&args),
         Commands::Serve {
             data_dir,
             listen,
@@ -275,6 +280,41 @@ fn client(args: ledger_server::client::ClientArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
+fn load(args: &ledger_server::load::LoadArgs) -> anyhow::Result<ExitCode> {
+    use ledger_server::load;
+    let options = load::LoadOptions::from_args(args);
+    let runtime = tokio::runtime::Runtime::new()?;
+    // Ctrl-C ends the run early; the report covers what was sent.
+    let stop = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let report = runtime.block_on(load::run(options, stop))?;
+    if let Some(path) = &args.record {
+        let file =
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let mut out = std::io::BufWriter::new(file);
+        for ack in &report.acks {
+            serde_json::to_writer(&mut out, ack)?;
+            std::io::Write::write_all(&mut out, b"\n")?;
+        }
+        std::io::Write::flush(&mut out)?;
+    }
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report)?;
+        std::io::Write::write_all(&mut out, b"\n")?;
+    } else {
+        report.write_text(&mut out)?;
+    }
+    Ok(if report.passed() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 /// Completes on SIGTERM or Ctrl-C.
 async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
@@ -344,7 +384,9 @@ fn verify(data_dir: PathBuf) -> anyhow::Result<ExitCode> {
     bar.set_style(ProgressStyle::with_template(
         "verify {bar:40} {pos}/{len} records  {per_sec}  eta {eta}",
     )?);
+    let started = Instant::now();
     let outcome = store.verify(|progress| bar.set_position(progress.checked))?;
+    let seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
     match outcome {
         VerifyOutcome::Verified { head } => {
@@ -353,6 +395,10 @@ fn verify(data_dir: PathBuf) -> anyhow::Result<ExitCode> {
                 head.position,
                 head.position,
                 head.hash.to_hex()
+            );
+            println!(
+                "took {seconds:.2} s: {:.0} records/s",
+                head.position as f64 / seconds.max(1e-9)
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -8,100 +8,45 @@ use ledger_server::pb;
 use ledger_server::pb::ledger_client::LedgerClient;
 use projections::rows::{self, Space};
 use projections::runtime::ViewKind;
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use tokio::sync::Mutex;
+use std::process::Command;
+use std::time::Duration;
 
-/// Reads the child's log until it has seen a line containing each of
-/// `needles`, in any order; returns those lines in the order of `needles`.
-fn wait_for_lines(
-    lines: &mut impl Iterator<Item = std::io::Result<String>>,
-    needles: &[&str],
-) -> Vec<String> {
-    let mut found: Vec<Option<String>> = vec![None; needles.len()];
-    for line in lines.by_ref() {
-        let line = line.expect("child log");
-        for (needle, slot) in needles.iter().zip(found.iter_mut()) {
-            if slot.is_none() && line.contains(needle) {
-                *slot = Some(line.clone());
-            }
-        }
-        if found.iter().all(Option::is_some) {
-            return found.into_iter().flatten().collect();
-        }
-    }
-    panic!("ledgerd exited before logging all of {needles:?}");
-}
+mod common;
+use common::Ledgerd;
 
-/// Goal: the real `ledgerd serve` process, stopped with SIGTERM while
-/// clients write, answers every call it accepted, loses no acknowledged
+/// Goal: the real `ledgerd serve` process, stopped with SIGTERM under
+/// `checkout` load, answers every call it accepted, loses no acknowledged
 /// command, lets the views fold the last events, and exits 0.
 ///
 /// Method: start the binary on 127.0.0.1 port 0 and read the address it
-/// bound from its log; wait for its "views caught up" line; four clients
-/// award points as fast as they can; after 200 acknowledgements send
-/// SIGTERM; let every client call finish; then open the data directory and
-/// check each acknowledged command at the position it was told, and both
-/// views' checkpoints at the head. The server logs JSON (`--log-format
-/// json`): every line must parse, and commands carry their call span with
-/// program, member and position.
-
+/// bound from its log; run `ledgerd load`'s checkout scenario against it
+/// (16 workers, keeping every acknowledged command); once an Audit
+/// subscription has seen 300 durable events, send SIGTERM; let the load run
+/// end by itself as its calls are refused; then open the data directory and
+/// check that the chain verifies, each acknowledged command is in the log
+/// exactly once where its answer said, and every view's checkpoint is at
+/// the head. The server logs JSON (`--log-format json`): every line must
+/// parse, and commands carry their call span with program, member and
+/// position.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_answers_every_caller_and_loses_nothing() {
+async fn sigterm_under_load_answers_every_caller_and_loses_nothing() {
     let server = Ledgerd::start(&[]);
-    let addr = server.addr.clone();
-    let client = LedgerClient::connect(format!("http://{addr}"))
+    let start_head = common::head_over_grpc(&server.addr).await;
+    // The load's own deadline is only a bound: the stop below ends it.
+    let options = common::checkout(&server.addr, "term", 7, Duration::from_secs(120));
+    let (stop_load, load_stopped) = tokio::sync::oneshot::channel::<()>();
+    let load = tokio::spawn(ledger_server::load::run(options, async {
+        // A dropped sender also ends the run.
+        let _ = load_stopped.await;
+    }));
+    common::events_durable(&server.addr, start_head, 300).await;
+    let (log, dir) = tokio::task::spawn_blocking(move || server.stop())
         .await
-        .expect("connect");
-    let acked = Arc::new(Mutex::new(Vec::<(String, u64)>::new()));
-    let count = Arc::new(AtomicU64::new(0));
-    let (enough_tx, enough_rx) = tokio::sync::oneshot::channel::<()>();
-    let enough_tx = Arc::new(std::sync::Mutex::new(Some(enough_tx)));
-    let mut tasks = Vec::new();
-    for task in 0..4 {
-        let mut client = client.clone();
-        let acked = acked.clone();
-        let count = count.clone();
-        let enough_tx = enough_tx.clone();
-        tasks.push(tokio::spawn(async move {
-            for index in 0u64.. {
-                let key = format!("t{task}-{index}");
-                let request = pb::AwardPointsRequest {
-                    program_id: "default".into(),
-                    member_id: format!("m{}", index % 10),
-                    idempotency_key: key.clone(),
-                    occurred_at: Some(timestamp(now_us())),
-                    reason: "shutdown test".into(),
-                    points: 1,
-                    ..Default::default()
-                };
-                match client.award_points(request).await {
-                    Ok(answer) => {
-                        acked.lock().await.push((key, answer.into_inner().position));
-                        if count.fetch_add(1, Ordering::SeqCst) + 1 == 200 {
-                            let sender = enough_tx.lock().map(|mut slot| slot.take());
-                            if let Ok(Some(sender)) = sender {
-                                let _ = sender.send(());
-                            }
-                        }
-                    }
-                    // Refused once stopping, or the connection closed: the
-                    // command may or may not be in the log, but it was
-                    // never acknowledged.
-                    Err(_) => return,
-                }
-            }
-        }));
-    }
-    enough_rx.await.expect("200 acknowledgements");
-    // The clients' calls still in flight when the signal lands are answered
-    // (or refused) while the server stops.
-    let (log, dir) = server.stop();
-    for task in tasks {
-        task.await.expect("client task");
-    }
+        .expect("stop");
+    // The server has exited: calls in flight were answered or refused.
+    let _ = stop_load.send(());
+    let report = load.await.expect("load task").expect("load ran");
+    assert!(report.acks.len() >= 100, "{} acks", report.acks.len());
     assert!(
         log.iter().any(|line| line.contains("view flushed")),
         "{}",
@@ -117,7 +62,7 @@ async fn sigterm_answers_every_caller_and_loses_nothing() {
         lines.iter().any(|line| {
             let span = &line["span"];
             span["name"] == "call"
-                && span["program"] == "default"
+                && span["program"] == "load"
                 && span["member"].as_str().is_some_and(|m| m.starts_with('m'))
                 && span["position"].as_u64().is_some()
         }),
@@ -125,20 +70,8 @@ async fn sigterm_answers_every_caller_and_loses_nothing() {
         log.join("\n")
     );
 
+    let head = common::check_acknowledged(dir.path(), &report.acks);
     let store = Store::open(dir.path()).expect("reopen");
-    let head = store.head().expect("head").position;
-    let acked = acked.lock().await;
-    assert!(acked.len() >= 200);
-    for (key, position) in acked.iter() {
-        let record = store
-            .read_range(*position, *position, 1)
-            .expect("read")
-            .pop()
-            .unwrap_or_else(|| panic!("acknowledged {key} at {position} is in the log"))
-            .decode()
-            .expect("decodes");
-        assert_eq!(&record.idempotency_key, key, "position {position}");
-    }
     for kind in ViewKind::ALL {
         let generation = rows::active_generation(&store, kind.tag())
             .expect("active")
@@ -157,74 +90,6 @@ async fn sigterm_answers_every_caller_and_loses_nothing() {
             "{} flushed to the head",
             kind.name()
         );
-    }
-}
-
-/// `ledgerd serve` on a fresh data directory, port 0, with `extra` flags;
-/// returns once it serves and its views have caught up.
-struct Ledgerd {
-    child: std::process::Child,
-    addr: String,
-    log: std::thread::JoinHandle<Vec<String>>,
-    dir: tempfile::TempDir,
-}
-
-impl Ledgerd {
-    fn start(extra: &[&str]) -> Ledgerd {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let mut child = Command::new(env!("CARGO_BIN_EXE_ledgerd"))
-            .args(["--log-format", "json", "serve", "--listen", "127.0.0.1:0"])
-            .args(extra)
-            .arg("--data-dir")
-            .arg(dir.path())
-            .env("RUST_LOG", "info,ledger_server=debug")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start ledgerd");
-        let mut lines = BufReader::new(child.stderr.take().expect("stderr")).lines();
-        let seen = wait_for_lines(&mut lines, &["serving plaintext", "views caught up"]);
-        let serving: serde_json::Value = serde_json::from_str(&seen[0]).expect("JSON");
-        let addr = serving["fields"]["addr"].as_str().expect("addr").to_owned();
-        let log = std::thread::spawn(move || lines.map_while(Result::ok).collect());
-        Ledgerd {
-            child,
-            addr,
-            log,
-            dir,
-        }
-    }
-
-    /// SIGTERM; the exit status must be 0. Returns the log and the data
-    /// directory.
-    fn stop(mut self) -> (Vec<String>, tempfile::TempDir) {
-        let log = self.terminate();
-        let dir = tempfile::tempdir().expect("tempdir");
-        (log, std::mem::replace(&mut self.dir, dir))
-    }
-
-    fn terminate(&mut self) -> Vec<String> {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("send SIGTERM");
-        assert!(status.success());
-        let exit = self.child.wait().expect("ledgerd exits");
-        let log = std::mem::replace(&mut self.log, std::thread::spawn(Vec::new))
-            .join()
-            .expect("log reader");
-        assert!(exit.success(), "ledgerd exit {exit}: {}", log.join("\n"));
-        log
-    }
-}
-
-impl Drop for Ledgerd {
-    /// A test that fails midway leaves no server behind.
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
     }
 }
 
@@ -795,14 +660,7 @@ async fn concurrent_redeems_over_the_network_never_overdraw() {
 
 /// The durable head of a running server.
 async fn audit_head(server: &Ledgerd) -> u64 {
-    ledger_server::pb::audit_client::AuditClient::connect(format!("http://{}", server.addr))
-        .await
-        .expect("connect")
-        .get_head(pb::GetHeadRequest {})
-        .await
-        .expect("head")
-        .into_inner()
-        .position
+    common::head_over_grpc(&server.addr).await
 }
 
 fn now_us() -> i64 {
