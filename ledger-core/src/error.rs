@@ -185,9 +185,28 @@ impl Rejection {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StoreError {
-    /// RocksDB reported an error (IO, disk full, corruption it detected).
+    /// RocksDB reported an error (IO, corruption it detected).
     #[error("storage: {0}")]
-    Rocks(#[from] rocksdb::Error),
+    Rocks(rocksdb::Error),
+    /// The store's free-space guard refused a write before it reached
+    /// RocksDB: the data directory's filesystem has less free space than the
+    /// reserve (`limits::DISK_FREE_LOG_RESERVE_BYTES_DEFAULT` for the log).
+    /// Nothing was written; writes go through again once space is freed.
+    #[error(
+        "disk full: {available_bytes} bytes free in the data directory, below the reserve of \
+         {reserve_bytes} bytes; nothing was written"
+    )]
+    DiskFull {
+        /// Free space seen, in bytes.
+        available_bytes: u64,
+        /// The reserve the write needed, in bytes.
+        reserve_bytes: u64,
+    },
+    /// RocksDB itself ran out of space (in a write, a memtable flush or the
+    /// MANIFEST). It then refuses every write (its background error) until it
+    /// recovers by itself, which it does once enough space is free again.
+    #[error("disk full: {0}")]
+    NoSpace(rocksdb::Error),
     /// Stored bytes that do not decode or break an invariant of the format.
     #[error("corrupt store at position {position}: {reason}")]
     Corrupt {
@@ -199,6 +218,48 @@ pub enum StoreError {
     /// A write failure injected by a test through [`crate::store::WriteFaults`].
     #[error("injected write failure")]
     Injected,
+}
+
+/// RocksDB's text for its `kNoSpace` subcode, which it also gives to a
+/// failed write while its no-space background error lasts. The Rust binding
+/// exposes the code (`IOError`) but not the subcode, so the text is matched.
+const ROCKSDB_NO_SPACE: &str = "No space left on device";
+
+impl From<rocksdb::Error> for StoreError {
+    fn from(error: rocksdb::Error) -> Self {
+        if error.kind() == rocksdb::ErrorKind::IOError && error.as_ref().contains(ROCKSDB_NO_SPACE)
+        {
+            StoreError::NoSpace(error)
+        } else {
+            StoreError::Rocks(error)
+        }
+    }
+}
+
+impl StoreError {
+    /// True for a full disk, whether the guard or RocksDB found it.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::DiskFull { .. } | StoreError::NoSpace(_))
+    }
+
+    /// True when the same operation may succeed later without anything
+    /// being repaired: a full disk, an IO error, an injected failure. Stored
+    /// data that fails a check, or a RocksDB corruption, is not transient.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::DiskFull { .. } | StoreError::NoSpace(_) | StoreError::Injected => true,
+            StoreError::Rocks(error) => matches!(
+                error.kind(),
+                rocksdb::ErrorKind::IOError
+                    | rocksdb::ErrorKind::Busy
+                    | rocksdb::ErrorKind::TryAgain
+                    | rocksdb::ErrorKind::TimedOut
+                    | rocksdb::ErrorKind::Incomplete
+                    | rocksdb::ErrorKind::Aborted
+            ),
+            StoreError::Corrupt { .. } => false,
+        }
+    }
 }
 
 /// Why one command was not applied.
@@ -233,7 +294,23 @@ pub enum CommandError {
     /// The group commit holding this command failed; nothing of it was written.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The group commit holding this command was refused because the disk
+    /// is full; nothing of it was written. A retry succeeds once space is
+    /// freed, with no restart.
+    #[error("storage full: {0}")]
+    DiskFull(String),
     /// The writer has stopped (shutdown).
     #[error("the writer has stopped")]
     Stopped,
+}
+
+impl CommandError {
+    /// The error of a command whose group commit failed with `error`.
+    pub fn storage(error: &StoreError) -> CommandError {
+        if error.is_disk_full() {
+            CommandError::DiskFull(error.to_string())
+        } else {
+            CommandError::Unavailable(error.to_string())
+        }
+    }
 }

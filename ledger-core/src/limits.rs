@@ -105,12 +105,32 @@ pub const MEMTABLES_BYTES_MAX: usize = 128 << 20;
 pub const WAL_BYTES_MAX: u64 = 256 << 20;
 /// RocksDB's block cache, shared by every column family of a store.
 pub const BLOCK_CACHE_BYTES: usize = 64 << 20;
+/// Memtable size of each RocksDB column family (RocksDB's own default, set
+/// explicitly so that the free-space reserves below can be related to it).
+/// After a no-space error RocksDB resumes writing only once this much is
+/// free again (its `SstFileManager` reserves one write buffer).
+pub const ROCKSDB_WRITE_BUFFER_BYTES: usize = 64 << 20;
+/// The log takes no new batch while the data directory's filesystem has
+/// less free space than this. What RocksDB may still write by itself after
+/// our writes stop (flushing memtables already full, the MANIFEST, the views
+/// catching up) has room, so the disk never fills under a write of ours and
+/// RocksDB never enters its read-only error state because of one.
+pub const DISK_FREE_LOG_RESERVE_BYTES_DEFAULT: u64 = 256 << 20;
+/// Rebuildable writes (view rows and checkpoints, the scheduler's cursor)
+/// stop below this, a lower mark than the log's: once the log stops, the
+/// views can still fold everything it acknowledged, so reads stay current.
+pub const DISK_FREE_VIEWS_RESERVE_BYTES_DEFAULT: u64 = 128 << 20;
 
 // The writer must be able to take a whole SubmitBatch in one queue slot and
 // one group commit, or a maximal batch could never be accepted.
 const _: () = assert!(SUBMIT_BATCH_COMMANDS_MAX <= WRITER_QUEUE_COMMANDS_DEFAULT);
 const _: () = assert!(SUBMIT_BATCH_COMMANDS_MAX <= WRITER_BATCH_COMMANDS_DEFAULT);
 const _: () = assert!(POINTS_PER_COMMAND_MIN > 0);
+// The views keep writing after the log has stopped, never the other way
+// round, and both stop while RocksDB still has room to flush a memtable.
+const _: () = assert!(DISK_FREE_VIEWS_RESERVE_BYTES_DEFAULT <= DISK_FREE_LOG_RESERVE_BYTES_DEFAULT);
+const _: () =
+    assert!(DISK_FREE_VIEWS_RESERVE_BYTES_DEFAULT >= 2 * ROCKSDB_WRITE_BUFFER_BYTES as u64);
 // A tier threshold may lie beyond what any one purchase earns.
 const _: () = assert!(POINTS_PER_COMMAND_MAX <= TIER_THRESHOLD_MAX);
 const _: () = assert!(QUALIFYING_HISTORY_DAYS_MAX > TIER_WINDOW_DAYS_MAX as i64);

@@ -151,6 +151,9 @@ fn status_to_wire(status: ProjectionStatus) -> pb::ProjectionStatus {
         WorkerState::CatchingUp => ("catching_up", 0, String::new()),
         WorkerState::Live => ("live", 0, String::new()),
         WorkerState::Failed { position, error } => ("failed", position, error),
+        WorkerState::Retrying {
+            position, error, ..
+        } => ("retrying", position, error),
         WorkerState::Stopped => ("stopped", 0, String::new()),
     };
     let (rebuild_generation, rebuild_checkpoint) = status.rebuild.unwrap_or((0, 0));

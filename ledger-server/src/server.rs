@@ -211,6 +211,12 @@ impl Bound {
         self.writer.handle()
     }
 
+    /// The store the server writes, for in-process callers (tests: its
+    /// fault seam and free-space reserve).
+    pub fn store(&self) -> Store {
+        self.store.clone()
+    }
+
     /// Serves until `shutdown` completes; then ends open subscriptions, stops
     /// the scheduler and drains the writer, answering every queued command.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send) -> anyhow::Result<()> {

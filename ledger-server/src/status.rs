@@ -4,7 +4,8 @@
 //! the field; unknown program or member -> NOT_FOUND; other rule rejections
 //! -> FAILED_PRECONDITION; idempotency key reused -> ALREADY_EXISTS; version mismatch ->
 //! ABORTED; queue full -> RESOURCE_EXHAUSTED; storage failure -> UNAVAILABLE
-//! (details logged, not returned). Never INTERNAL for bad input.
+//! (details logged, not returned); a full disk -> UNAVAILABLE saying so, since
+//! a retry succeeds once space is freed. Never INTERNAL for bad input.
 
 use ledger_core::error::{CommandError, FieldError, StoreError};
 use tonic::{Code, Status};
@@ -17,9 +18,18 @@ pub fn invalid_field(error: &FieldError) -> Status {
     Status::with_error_details(Code::InvalidArgument, error.to_string(), details)
 }
 
+/// What a caller is told when a write was refused for a full disk. Free
+/// byte counts and paths stay in the server log.
+pub const DISK_FULL_MESSAGE: &str = "storage is full: the ledger's disk has no room for new writes, nothing of this command \
+     was written; reads still work; retry later";
+
 /// A storage failure: logged in full, answered as UNAVAILABLE.
 pub fn storage(error: &StoreError) -> Status {
     match error {
+        _ if error.is_disk_full() => {
+            tracing::error!(%error, "write refused: disk full");
+            Status::unavailable(DISK_FULL_MESSAGE)
+        }
         StoreError::Corrupt { .. } => {
             tracing::error!(%error, "stored data is corrupt");
             Status::internal("stored data failed an integrity check; see the server log")
@@ -71,6 +81,10 @@ pub fn command(error: &CommandError) -> Status {
             tracing::error!(%reason, "command failed in storage");
             Status::unavailable("storage is unavailable; retry later")
         }
+        CommandError::DiskFull(reason) => {
+            tracing::error!(%reason, "command refused: disk full");
+            Status::unavailable(DISK_FULL_MESSAGE)
+        }
         CommandError::Stopped => Status::unavailable("the server is shutting down"),
         // CommandError is non-exhaustive: a new kind must be mapped here
         // before it can reach a client as anything but UNAVAILABLE.
@@ -109,6 +123,10 @@ mod tests {
             ),
             (CommandError::Unavailable("disk".into()), Code::Unavailable),
             (
+                CommandError::DiskFull("disk full".into()),
+                Code::Unavailable,
+            ),
+            (
                 CommandError::Rejected(ledger_core::error::Rejection {
                     field: Some("program_id".into()),
                     ..ledger_core::error::Rejection::new("unknown_program", "x")
@@ -137,5 +155,20 @@ mod tests {
         for (error, code) in cases {
             assert_eq!(command(&error).code(), code, "{error}");
         }
+    }
+
+    #[test]
+    fn a_full_disk_is_unavailable_and_says_so() {
+        let refused = StoreError::DiskFull {
+            available_bytes: 1,
+            reserve_bytes: 2,
+        };
+        for status in [storage(&refused), command(&CommandError::storage(&refused))] {
+            assert_eq!(status.code(), Code::Unavailable);
+            assert_eq!(status.message(), DISK_FULL_MESSAGE);
+        }
+        let other = command(&CommandError::storage(&StoreError::Injected));
+        assert_eq!(other.code(), Code::Unavailable);
+        assert_ne!(other.message(), DISK_FULL_MESSAGE);
     }
 }

@@ -9,6 +9,10 @@
 //! - An event the projection cannot fold stops the worker: the chunk holding
 //!   it is not written, and the status names the position and the error. No
 //!   event is ever skipped.
+//! - A storage failure that may pass (a full disk, an IO error) does not stop
+//!   it: the chunk is folded again after a backoff that doubles from
+//!   [`RETRY_BACKOFF_MIN`] up to [`RETRY_BACKOFF_MAX`], and the status says
+//!   `Retrying` with the position, the error and the attempts so far.
 //! - Read-your-writes: each view publishes the position its committed rows
 //!   reflect; [`Runtime::wait_for`] waits for a position, up to a deadline.
 //! - Rebuild: a second worker folds the log from position 0 into the next
@@ -39,6 +43,28 @@ use tokio::sync::watch;
 
 /// Most events folded into one chunk (one write of rows and checkpoint).
 pub const CHUNK_EVENTS_MAX: usize = 65_536;
+
+/// First wait of a worker after a storage failure that may pass.
+pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(10);
+/// Longest wait between two attempts: the view resumes within this much of
+/// the storage coming back (space freed, RocksDB recovered).
+pub const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The wait before attempt `attempts + 1`: doubling, capped.
+fn retry_backoff(attempts: u32) -> Duration {
+    // 2^7 x 10 ms already exceeds the cap, so the shift never overflows.
+    let doublings = attempts.saturating_sub(1).min(7);
+    RETRY_BACKOFF_MIN
+        .saturating_mul(1 << doublings)
+        .min(RETRY_BACKOFF_MAX)
+}
+
+/// Whether a worker goes on after `error`: a storage failure that may pass
+/// is retried; an event or a row it cannot fold, or stored data that fails
+/// a check, stops the view.
+fn retryable(error: &ViewError) -> bool {
+    matches!(error, ViewError::Store(store) if store.is_transient())
+}
 
 /// A fold of the log into rows: `(view state, event) -> view writes`.
 ///
@@ -267,13 +293,24 @@ pub enum WorkerState {
     CatchingUp,
     /// At the head, waiting for new records.
     Live,
-    /// Stopped on an event it could not fold (or a storage failure); the
-    /// view stays at its checkpoint.
+    /// Stopped on an event it could not fold (or stored data that fails a
+    /// check); the view stays at its checkpoint.
     Failed {
         /// The position that failed.
         position: u64,
         /// Why.
         error: String,
+    },
+    /// The store refused the chunk starting at `position` (a full disk, an
+    /// IO error): the worker tries again after a backoff. The view stays at
+    /// its checkpoint meanwhile and catches up once a write succeeds.
+    Retrying {
+        /// The first position of the chunk that was not written.
+        position: u64,
+        /// The last failure.
+        error: String,
+        /// Failed attempts in a row.
+        attempts: u32,
     },
     /// Stopped on request.
     Stopped,
@@ -333,6 +370,7 @@ impl Worker {
                     applied,
                     folder,
                     active,
+                    attempts: 0,
                 };
                 run.run(&handle);
             })
@@ -378,6 +416,8 @@ struct WorkerRun {
     applied: Arc<watch::Sender<u64>>,
     folder: Folder,
     active: bool,
+    /// Failed attempts in a row at the current position.
+    attempts: u32,
 }
 
 impl WorkerRun {
@@ -419,9 +459,13 @@ impl WorkerRun {
                 {
                     if let Err(error) = self.folder.activate(&self.store) {
                         let position = self.folder.checkpoint().position + 1;
-                        self.fail(position, error);
+                        if retryable(&error) && self.back_off(handle, position, error) {
+                            continue;
+                        }
+                        self.fail_unless_stopping(position);
                         return;
                     }
+                    self.attempts = 0;
                     self.active = true;
                     tracing::info!(
                         view = self.folder.kind.name(),
@@ -435,9 +479,18 @@ impl WorkerRun {
             let head = self.head.borrow_and_update().position;
             if self.folder.checkpoint().position < head {
                 self.set_state(WorkerState::CatchingUp);
-                if let Err((position, error)) = self.folder.step(&self.store, head) {
-                    self.fail(position, error);
-                    return;
+                match self.folder.step(&self.store, head) {
+                    Ok(_) => self.attempts = 0,
+                    Err((position, error)) if retryable(&error) => {
+                        if !self.back_off(handle, position, error) {
+                            self.fail_unless_stopping(position);
+                            return;
+                        }
+                    }
+                    Err((position, error)) => {
+                        self.fail(position, error);
+                        return;
+                    }
                 }
                 continue;
             }
@@ -457,6 +510,52 @@ impl WorkerRun {
                 // The runtime is gone: nobody will read this view's reports.
                 return;
             }
+        }
+    }
+
+    /// Waits out the backoff after a transient failure at `position`, in
+    /// the `Retrying` state. Returns false when the worker must end instead
+    /// (the runtime is gone); a stop request ends the wait early and is
+    /// handled at the top of the loop.
+    fn back_off(
+        &mut self,
+        handle: &tokio::runtime::Handle,
+        position: u64,
+        error: ViewError,
+    ) -> bool {
+        self.attempts = self.attempts.saturating_add(1);
+        let delay = retry_backoff(self.attempts);
+        if self.attempts == 1 {
+            tracing::warn!(
+                view = self.folder.kind.name(),
+                position,
+                %error,
+                "view write failed; retrying until the storage is back"
+            );
+        }
+        self.set_state(WorkerState::Retrying {
+            position,
+            error: error.to_string(),
+            attempts: self.attempts,
+        });
+        let control = &mut self.control;
+        handle.block_on(async {
+            tokio::select! {
+                () = tokio::time::sleep(delay) => true,
+                changed = control.changed() => changed.is_ok(),
+            }
+        })
+    }
+
+    /// The worker ends while retrying: stopped on request, or failed.
+    fn fail_unless_stopping(&self, position: u64) {
+        if *self.control.borrow() == Control::Stop {
+            self.set_state(WorkerState::Stopped);
+        } else {
+            self.fail(
+                position,
+                ViewError::row("worker", "the runtime went away while retrying"),
+            );
         }
     }
 
@@ -537,11 +636,26 @@ impl Runtime {
     ) -> Result<Runtime, ViewError> {
         let mut slots = Vec::with_capacity(kinds.len());
         for &kind in kinds {
-            let generation = active_generation(&store, kind.tag())?.unwrap_or(1);
+            let active = active_generation(&store, kind.tag())?;
+            let generation = active.unwrap_or(1);
             let mut batch = rocksdb::WriteBatch::default();
             set_active(&store, &mut batch, kind.tag(), generation);
             delete_other_generations(&store, &mut batch, kind.tag(), generation);
-            store.write_relaxed(batch)?;
+            match store.write_relaxed(batch) {
+                Ok(()) => {}
+                // A server restarted on a full disk still serves reads: the
+                // pointer is already there, and the rows of an interrupted
+                // rebuild are only garbage (no query reads them, and the next
+                // rebuild deletes them before it starts).
+                Err(error) if active.is_some() && error.is_transient() => {
+                    tracing::warn!(
+                        view = kind.name(),
+                        %error,
+                        "leftovers of an interrupted rebuild stay until the store takes writes"
+                    );
+                }
+                Err(error) => return Err(error.into()),
+            }
             let folder = Folder::open(&store, kind, generation)?;
             let applied = Arc::new(watch::channel(folder.checkpoint().position).0);
             let worker = Worker::spawn(store.clone(), head.clone(), folder, applied.clone(), true)?;
@@ -662,7 +776,10 @@ impl Runtime {
             let settled = report.wait_for(|report| match report.state {
                 WorkerState::CatchingUp => false,
                 WorkerState::Live => report.checkpoint.position >= head.borrow().position,
-                WorkerState::Failed { .. } | WorkerState::Stopped => true,
+                // A view retrying a storage failure cannot get further now.
+                WorkerState::Retrying { .. }
+                | WorkerState::Failed { .. }
+                | WorkerState::Stopped => true,
             });
             // On timeout the status says how far it got.
             let _ = tokio::time::timeout(timeout, settled).await;
@@ -937,4 +1054,35 @@ pub fn view_digest(store: &Store, kind: ViewKind) -> Result<[u8; 32], ViewError>
             generation,
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ledger_core::error::StoreError;
+
+    #[test]
+    fn the_retry_backoff_doubles_up_to_its_cap() {
+        assert_eq!(retry_backoff(1), RETRY_BACKOFF_MIN);
+        assert_eq!(retry_backoff(2), RETRY_BACKOFF_MIN * 2);
+        assert_eq!(retry_backoff(3), RETRY_BACKOFF_MIN * 4);
+        assert_eq!(retry_backoff(8), RETRY_BACKOFF_MAX);
+        assert_eq!(retry_backoff(u32::MAX), RETRY_BACKOFF_MAX);
+    }
+
+    #[test]
+    fn storage_failures_are_retried_and_bad_events_are_not() {
+        let full = ViewError::Store(StoreError::DiskFull {
+            available_bytes: 0,
+            reserve_bytes: 1,
+        });
+        assert!(retryable(&full));
+        assert!(retryable(&ViewError::Store(StoreError::Injected)));
+        assert!(!retryable(&ViewError::event(3, "lot 9 is unknown")));
+        assert!(!retryable(&ViewError::row("balance", "does not decode")));
+        assert!(!retryable(&ViewError::Store(StoreError::Corrupt {
+            position: 3,
+            reason: "x".into(),
+        })));
+    }
 }

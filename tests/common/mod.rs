@@ -9,6 +9,7 @@ use ledger_core::store::Store;
 use ledger_core::writer::{Append, Envelope, PassThrough, Writer, WriterConfig};
 use std::sync::Arc;
 
+pub mod faults;
 pub mod ledger;
 pub mod server;
 

@@ -4,6 +4,7 @@
 //! the system clock.
 #![allow(dead_code)]
 
+use ledger_core::store::Store;
 use ledger_server::config::{Role, TokenConfig};
 use ledger_server::ledger::timestamp;
 use ledger_server::pb;
@@ -12,12 +13,15 @@ use ledger_server::pb::audit_client::AuditClient;
 use ledger_server::pb::ledger_client::LedgerClient;
 use ledger_server::pb::reports_client::ReportsClient;
 use ledger_server::server::{Bound, DEFAULT_PROGRAM_ID, ServeOptions};
+use std::path::PathBuf;
 use tonic::transport::Channel;
 
-/// A server on 127.0.0.1 (port 0) over a temporary data directory, with a
-/// client for each service.
+/// A server on 127.0.0.1 (port 0) over a temporary data directory (or a
+/// given one), with a client for each service and its store.
 pub struct Server {
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
+    /// The store the server writes (its fault seam, its free-space reserve).
+    pub store: Store,
     pub channel: Channel,
     pub client: LedgerClient<Channel>,
     pub admin: AdminClient<Channel>,
@@ -36,13 +40,29 @@ impl Server {
     /// A server that accepts `tokens` (none: no token needed).
     pub async fn start_with(tokens: Vec<TokenConfig>) -> Server {
         let dir = tempfile::tempdir().expect("tempdir");
+        let data_dir = dir.path().join("data");
+        Server::start_on(Some(dir), data_dir, tokens).await
+    }
+
+    /// A server without tokens over `data_dir`, which the caller keeps (a
+    /// filesystem the test mounted, say).
+    pub async fn start_in(data_dir: PathBuf) -> Server {
+        Server::start_on(None, data_dir, vec![]).await
+    }
+
+    async fn start_on(
+        dir: Option<tempfile::TempDir>,
+        data_dir: PathBuf,
+        tokens: Vec<TokenConfig>,
+    ) -> Server {
         let options = ServeOptions {
-            data_dir: dir.path().join("data"),
+            data_dir,
             listen: "127.0.0.1:0".parse().expect("addr"),
             tokens,
             tls: None,
         };
         let bound = Bound::open(&options).await.expect("server opens");
+        let store = bound.store();
         let addr = bound.local_addr().expect("bound");
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let task = tokio::spawn(bound.serve(async {
@@ -55,6 +75,7 @@ impl Server {
             .expect("connect");
         Server {
             _dir: dir,
+            store,
             channel: channel.clone(),
             client: LedgerClient::new(channel.clone()),
             admin: AdminClient::new(channel.clone()),
@@ -66,8 +87,16 @@ impl Server {
     }
 
     /// Stops the server and checks that it stopped cleanly.
-    pub async fn stop(mut self) {
+    pub async fn stop(self) {
+        self.stop_keeping_store().await;
+    }
+
+    /// Stops the server as [`Server::stop`] does and hands back its store,
+    /// still open, with the temporary directory it lives in (the store must
+    /// be dropped first: dropping the directory removes it).
+    pub async fn stop_keeping_store(mut self) -> (Store, Option<tempfile::TempDir>) {
         if let Some(stop) = self.stop.take() {
+            // The server task holds the receiver until it stops.
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
@@ -75,6 +104,7 @@ impl Server {
                 .expect("server task")
                 .expect("server stops cleanly");
         }
+        (self.store.clone(), self._dir.take())
     }
 }
 

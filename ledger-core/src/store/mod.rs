@@ -20,14 +20,17 @@ pub use verify::{VerifyOutcome, VerifyProgress};
 use crate::chain::{ChainHash, Head};
 use crate::error::StoreError;
 use crate::ids::{IdempotencyKey, ProgramId, StreamName};
-use crate::limits::{BLOCK_CACHE_BYTES, MEMTABLES_BYTES_MAX, WAL_BYTES_MAX};
+use crate::limits::{
+    BLOCK_CACHE_BYTES, DISK_FREE_LOG_RESERVE_BYTES_DEFAULT, DISK_FREE_VIEWS_RESERVE_BYTES_DEFAULT,
+    MEMTABLES_BYTES_MAX, ROCKSDB_WRITE_BUFFER_BYTES, WAL_BYTES_MAX,
+};
 use crate::pb;
 use prost::Message;
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options,
     ReadOptions, WriteBatch, WriteOptions,
 };
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -89,23 +92,115 @@ pub fn decode_record(position: u64, bytes: &[u8]) -> Result<pb::EventRecord, Sto
     Ok(record)
 }
 
-/// Failures a test can inject into the store's write seam: the next `n`
-/// batch writes fail before reaching RocksDB, as a failed fsync would.
+/// Failures a test can inject into the store's write seams: the next `n`
+/// durable batch writes (the log) or relaxed writes (views, cursors) fail
+/// before reaching RocksDB, as a failed fsync would.
 #[derive(Debug, Default)]
 pub struct WriteFaults {
     fail_next: AtomicU64,
+    fail_next_relaxed: AtomicU64,
 }
 
 impl WriteFaults {
-    /// Makes the next `count` batch writes fail.
+    /// Makes the next `count` durable batch writes fail (0 clears).
     pub fn fail_next_writes(&self, count: u64) {
         self.fail_next.store(count, Ordering::SeqCst);
     }
 
-    fn take(&self) -> bool {
-        self.fail_next
+    /// Makes the next `count` relaxed or unlogged writes and flushes fail
+    /// (0 clears; `u64::MAX` fails them until cleared).
+    pub fn fail_next_relaxed_writes(&self, count: u64) {
+        self.fail_next_relaxed.store(count, Ordering::SeqCst);
+    }
+
+    fn take(counter: &AtomicU64) -> bool {
+        counter
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok()
+    }
+}
+
+/// Free space the store keeps on its filesystem: below `log_bytes` the log
+/// takes no batch, below `views_bytes` no rebuildable write is made either.
+/// A refused write fails with [`StoreError::DiskFull`] before it reaches
+/// RocksDB, so RocksDB never runs out of space under a write of ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FreeSpaceReserve {
+    /// Below this many free bytes, durable (log) writes are refused.
+    pub log_bytes: u64,
+    /// Below this many free bytes, relaxed (view) writes are refused too.
+    pub views_bytes: u64,
+}
+
+impl Default for FreeSpaceReserve {
+    fn default() -> Self {
+        FreeSpaceReserve {
+            log_bytes: DISK_FREE_LOG_RESERVE_BYTES_DEFAULT,
+            views_bytes: DISK_FREE_VIEWS_RESERVE_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// Free bytes on the data directory's filesystem, as the guard last saw them.
+pub const METRIC_AVAILABLE_BYTES: &str = "ledger_store_available_bytes";
+/// Writes the guard refused for a full disk, labelled `writes` = `log` or
+/// `views`.
+pub const METRIC_WRITES_REFUSED: &str = "ledger_store_writes_refused_total";
+
+/// The guard in front of every write: reads the filesystem's free space
+/// (statvfs) and compares it with the reserve. One statvfs is a system call
+/// of about a microsecond, against the 150 µs or more of a group commit's
+/// fsync, so it is asked on every write rather than cached and stale.
+#[derive(Debug)]
+struct SpaceGuard {
+    path: PathBuf,
+    log_bytes: AtomicU64,
+    views_bytes: AtomicU64,
+}
+
+impl SpaceGuard {
+    fn new(path: &Path) -> SpaceGuard {
+        let reserve = FreeSpaceReserve::default();
+        SpaceGuard {
+            path: path.to_path_buf(),
+            log_bytes: AtomicU64::new(reserve.log_bytes),
+            views_bytes: AtomicU64::new(reserve.views_bytes),
+        }
+    }
+
+    fn available_bytes(&self) -> std::io::Result<u64> {
+        let stats = rustix::fs::statvfs(&self.path)?;
+        // f_bavail, not f_bfree: the blocks that the filesystem keeps for
+        // root are not counted, so running as root changes nothing.
+        Ok(stats.f_bavail.saturating_mul(stats.f_frsize))
+    }
+
+    /// `writes` names the writes checked, for the refusal counter.
+    fn check(&self, reserve: &AtomicU64, writes: &'static str) -> Result<(), StoreError> {
+        let reserve_bytes = reserve.load(Ordering::Relaxed);
+        if reserve_bytes == 0 {
+            return Ok(());
+        }
+        match self.available_bytes() {
+            Ok(available_bytes) => {
+                metrics::gauge!(METRIC_AVAILABLE_BYTES).set(available_bytes as f64);
+                if available_bytes < reserve_bytes {
+                    metrics::counter!(METRIC_WRITES_REFUSED, "writes" => writes).increment(1);
+                    return Err(StoreError::DiskFull {
+                        available_bytes,
+                        reserve_bytes,
+                    });
+                }
+                Ok(())
+            }
+            Err(error) => {
+                // Not knowing the free space is no reason to refuse a write:
+                // RocksDB reports a full disk itself, and the store recovers
+                // from that too, only more slowly.
+                tracing::warn!(%error, path = %self.path.display(), "free-space guard skipped");
+                Ok(())
+            }
+        }
     }
 }
 
@@ -114,6 +209,7 @@ impl WriteFaults {
 pub struct Store {
     db: Arc<DB>,
     faults: Arc<WriteFaults>,
+    space: Arc<SpaceGuard>,
 }
 
 impl std::fmt::Debug for Store {
@@ -139,6 +235,7 @@ fn cf_options(name: &str, cache: &Cache) -> Options {
     }
     options.set_block_based_table_factory(&block);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
+    options.set_write_buffer_size(ROCKSDB_WRITE_BUFFER_BYTES);
     options
 }
 
@@ -174,6 +271,7 @@ impl Store {
         Ok(Store {
             db: Arc::new(db),
             faults: Arc::new(WriteFaults::default()),
+            space: Arc::new(SpaceGuard::new(path)),
         })
     }
 
@@ -186,6 +284,7 @@ impl Store {
         Ok(Store {
             db: Arc::new(db),
             faults: Arc::new(WriteFaults::default()),
+            space: Arc::new(SpaceGuard::new(path)),
         })
     }
 
@@ -209,19 +308,62 @@ impl Store {
             .expect("column family opened in Store::open")
     }
 
+    /// The free-space reserve in force.
+    pub fn free_space_reserve(&self) -> FreeSpaceReserve {
+        FreeSpaceReserve {
+            log_bytes: self.space.log_bytes.load(Ordering::Relaxed),
+            views_bytes: self.space.views_bytes.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Sets the free-space reserve for every clone of this store (0 turns a
+    /// guard off). The views' reserve may not exceed the log's: the views
+    /// must be able to fold what the log acknowledged.
+    pub fn set_free_space_reserve(&self, reserve: FreeSpaceReserve) {
+        assert!(
+            reserve.views_bytes <= reserve.log_bytes,
+            "the views' free-space reserve is at most the log's"
+        );
+        self.space
+            .log_bytes
+            .store(reserve.log_bytes, Ordering::Relaxed);
+        self.space
+            .views_bytes
+            .store(reserve.views_bytes, Ordering::Relaxed);
+    }
+
+    /// Free bytes on the data directory's filesystem, as the guard sees them.
+    pub fn available_bytes(&self) -> std::io::Result<u64> {
+        self.space.available_bytes()
+    }
+
     /// Writes `batch` atomically with fsync: the only way the log grows.
+    /// Refused with [`StoreError::DiskFull`], before RocksDB sees it, while
+    /// the filesystem has less free space than the log's reserve.
     pub fn write_durable(&self, batch: WriteBatch) -> Result<(), StoreError> {
-        if self.faults.take() {
+        if WriteFaults::take(&self.faults.fail_next) {
             return Err(StoreError::Injected);
         }
+        self.space.check(&self.space.log_bytes, "log")?;
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.db.write_opt(batch, &options)?;
         Ok(())
     }
 
-    /// Writes rebuildable rows (views, checkpoints) without fsync.
+    /// The guard of rebuildable writes: injected faults, then the views'
+    /// free-space reserve.
+    fn check_relaxed(&self) -> Result<(), StoreError> {
+        if WriteFaults::take(&self.faults.fail_next_relaxed) {
+            return Err(StoreError::Injected);
+        }
+        self.space.check(&self.space.views_bytes, "views")
+    }
+
+    /// Writes rebuildable rows (views, checkpoints) without fsync. Refused
+    /// with [`StoreError::DiskFull`] below the views' free-space reserve.
     pub fn write_relaxed(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.check_relaxed()?;
         let mut options = WriteOptions::default();
         options.set_sync(false);
         self.db.write_opt(batch, &options)?;
@@ -234,14 +376,17 @@ impl Store {
     /// all or nothing. Call [`Store::flush_cf`] before anything logged comes
     /// to depend on it.
     pub fn write_unlogged(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.check_relaxed()?;
         let mut options = WriteOptions::default();
         options.disable_wal(true);
         self.db.write_opt(batch, &options)?;
         Ok(())
     }
 
-    /// Flushes a column family's memtables to disk (and waits).
+    /// Flushes a column family's memtables to disk (and waits). Guarded
+    /// like a relaxed write: a flush writes files.
     pub fn flush_cf(&self, name: &str) -> Result<(), StoreError> {
+        self.check_relaxed()?;
         self.db.flush_cf(self.cf(name))?;
         Ok(())
     }
@@ -456,4 +601,130 @@ fn decode_head(bytes: &[u8]) -> Result<Head, StoreError> {
         position,
         hash: ChainHash(hash),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(store: &Store, cf: &str, key: &[u8]) -> WriteBatch {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(store.cf(cf), key, b"value");
+        batch
+    }
+
+    #[test]
+    fn below_the_log_reserve_a_durable_write_is_refused_and_writes_nothing() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.set_free_space_reserve(FreeSpaceReserve {
+            log_bytes: u64::MAX,
+            views_bytes: 0,
+        });
+        let refused = store.write_durable(put(&store, CF_LOG, b"k1"));
+        match refused {
+            Err(StoreError::DiskFull {
+                available_bytes,
+                reserve_bytes,
+            }) => {
+                assert_eq!(reserve_bytes, u64::MAX);
+                assert!(available_bytes < u64::MAX);
+            }
+            other => panic!("refused for a full disk: {other:?}"),
+        }
+        let read = store.db().get_cf(store.cf(CF_LOG), b"k1").expect("read");
+        assert_eq!(read, None, "nothing of the refused batch was written");
+        // The views' lower mark still lets rebuildable writes through.
+        store
+            .write_relaxed(put(&store, CF_VIEWS, b"v1"))
+            .expect("relaxed write above the views' reserve");
+        store.set_free_space_reserve(FreeSpaceReserve::default());
+        store
+            .write_durable(put(&store, CF_LOG, b"k1"))
+            .expect("a disk with room takes the write");
+    }
+
+    #[test]
+    fn below_the_views_reserve_relaxed_writes_and_flushes_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.set_free_space_reserve(FreeSpaceReserve {
+            log_bytes: u64::MAX,
+            views_bytes: u64::MAX,
+        });
+        for refused in [
+            store.write_relaxed(put(&store, CF_VIEWS, b"v")),
+            store.write_unlogged(put(&store, CF_VIEWS, b"v")),
+            store.flush_cf(CF_VIEWS),
+        ] {
+            let error = refused.expect_err("refused");
+            assert!(error.is_disk_full(), "{error}");
+            assert!(error.is_transient(), "{error}");
+        }
+    }
+
+    #[test]
+    fn a_zero_reserve_turns_the_guard_off() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.set_free_space_reserve(FreeSpaceReserve {
+            log_bytes: 0,
+            views_bytes: 0,
+        });
+        store
+            .write_durable(put(&store, CF_LOG, b"k"))
+            .expect("no guard");
+        assert!(store.available_bytes().expect("statvfs") > 0);
+    }
+
+    #[test]
+    #[should_panic(expected = "the views' free-space reserve is at most the log's")]
+    fn the_views_reserve_may_not_exceed_the_logs() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.set_free_space_reserve(FreeSpaceReserve {
+            log_bytes: 1,
+            views_bytes: 2,
+        });
+    }
+
+    #[test]
+    fn injected_relaxed_faults_fail_only_relaxed_writes_until_cleared() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        store.set_free_space_reserve(FreeSpaceReserve {
+            log_bytes: 0,
+            views_bytes: 0,
+        });
+        store.faults().fail_next_relaxed_writes(u64::MAX);
+        for _ in 0..3 {
+            assert!(matches!(
+                store.write_relaxed(put(&store, CF_VIEWS, b"v")),
+                Err(StoreError::Injected)
+            ));
+        }
+        store
+            .write_durable(put(&store, CF_LOG, b"k"))
+            .expect("durable writes are not affected");
+        store.faults().fail_next_relaxed_writes(0);
+        store
+            .write_relaxed(put(&store, CF_VIEWS, b"v"))
+            .expect("cleared");
+    }
+
+    #[test]
+    fn only_corruption_is_not_transient() {
+        let full = StoreError::DiskFull {
+            available_bytes: 0,
+            reserve_bytes: 1,
+        };
+        assert!(full.is_disk_full() && full.is_transient());
+        assert!(StoreError::Injected.is_transient());
+        assert!(!StoreError::Injected.is_disk_full());
+        let corrupt = StoreError::Corrupt {
+            position: 1,
+            reason: "x".into(),
+        };
+        assert!(!corrupt.is_transient() && !corrupt.is_disk_full());
+    }
 }

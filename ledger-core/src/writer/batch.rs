@@ -145,12 +145,19 @@ fn commit_loop(
     head_tx: watch::Sender<Head>,
     shared: Arc<Shared>,
 ) {
+    // A batch decided on top of a failed one fails with the same error, so
+    // that its callers learn the cause too (a full disk, say).
+    let mut last_failure: Option<CommandError> = None;
     for batch in ready {
         let generation = shared.read().generation;
         let outcome = if batch.generation != generation {
-            Err("an earlier group commit failed; nothing of this batch was written".to_owned())
+            Err(last_failure.clone().unwrap_or_else(|| {
+                CommandError::Unavailable(
+                    "an earlier group commit failed; nothing of this batch was written".into(),
+                )
+            }))
         } else if let Some(reason) = batch.poisoned {
-            Err(reason)
+            Err(CommandError::Unavailable(reason))
         } else if batch.writes == 0 {
             // Only replays and rejections already durable: nothing to sync,
             // but answering in order keeps replies behind the batches they
@@ -160,7 +167,7 @@ fn commit_loop(
             let started = std::time::Instant::now();
             let written = store
                 .write_durable(batch.batch)
-                .map_err(|error| error.to_string());
+                .map_err(|error| CommandError::storage(&error));
             metrics::histogram!(METRIC_FSYNC_SECONDS).record(started.elapsed().as_secs_f64());
             written
         };
@@ -184,12 +191,10 @@ fn commit_loop(
                 if batch.generation == generation {
                     tracing::error!(%reason, seq = batch.seq, "group commit failed");
                     shared.update(|progress| progress.generation += 1);
+                    last_failure = Some(reason.clone());
                 }
                 for (reply, results) in batch.replies {
-                    let failed = results
-                        .into_iter()
-                        .map(|_| Err(CommandError::Unavailable(reason.clone())))
-                        .collect();
+                    let failed = results.into_iter().map(|_| Err(reason.clone())).collect();
                     // As above: a caller that left needs no answer.
                     let _ = reply.send(failed);
                 }
