@@ -296,3 +296,59 @@ proptest! {
         prop_assert_eq!(domain::check(&mutated("domain", pick, &edits)).map(drop), Ok(()));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Regressions: each is a crash a fuzz target found, its input kept as
+// `fuzz/corpus/<target>/crash-<what>` (replayed above) and its cause
+// checked directly here.
+
+/// Found by `domain` (`crash-due-work-beyond-command-events-max`): a member
+/// whose pending lots all matured at once (70 bonus awards in a program
+/// with a pending period) got one decision with an event per lot, beyond
+/// `COMMAND_EVENTS_MAX`, which the writer asserts, so its decide thread
+/// would have panicked. Now a scheduler command matures at most what one
+/// command may record and leaves the rest due; any other command refuses
+/// with `due_work_behind` until the work is done.
+#[test]
+fn due_work_beyond_command_events_max_is_split_not_one_decision() {
+    use ledger_core::domain::{
+        Command, DomainError, Member, Points, ProgramRules, Rules, apply, decide,
+    };
+    use ledger_core::limits::COMMAND_EVENTS_MAX;
+    const DAY: i64 = 86_400_000_000;
+    let rules = Rules::from_raw(&ProgramRules {
+        pending_days: 14,
+        bonus_points_pending: true,
+        ..ProgramRules::basic("USD")
+    })
+    .unwrap();
+    let start = 19_723 * DAY;
+    let mut member = Member::default();
+    let award = Command::AwardPoints {
+        reason: "bulk".into(),
+        points: Points::new(10),
+    };
+    for _ in 0..70 {
+        for event in decide(&member, &award, &rules, start).unwrap() {
+            apply(&mut member, &event);
+        }
+    }
+    assert_eq!(member.pending_points().get(), 700);
+    let later = start + 15 * DAY;
+    assert_eq!(
+        decide(&member, &award, &rules, later),
+        Err(DomainError::DueWorkBehind)
+    );
+    let mut decisions = 0;
+    while member.pending_points().get() > 0 {
+        let events = decide(&member, &Command::MaturePending, &rules, later).unwrap();
+        assert!(!events.is_empty() && events.len() <= COMMAND_EVENTS_MAX);
+        for event in &events {
+            apply(&mut member, event);
+        }
+        decisions += 1;
+        assert!(decisions <= 2, "70 lots mature in two decisions");
+    }
+    assert_eq!(member.balance_points().get(), 700);
+    assert!(decide(&member, &award, &rules, later).is_ok());
+}

@@ -793,6 +793,14 @@ impl World {
                 self.outcome.accepted += 1;
                 self.check_decision(&sent)?;
                 self.check_decision(&received)?;
+                // The writer appends both sides as one command's events.
+                if sent.len() + received.len() > COMMAND_EVENTS_MAX {
+                    return Err(Violation::new(format!(
+                        "a transfer made {} + {} events, more than COMMAND_EVENTS_MAX",
+                        sent.len(),
+                        received.len()
+                    )));
+                }
                 for event in sent {
                     self.apply_member(from, event)?;
                 }
