@@ -34,40 +34,13 @@ impl AdminService {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn program_command(
         &self,
-        principal: String,
-        program_id: &str,
-        idempotency_key: &str,
-        occurred_at: Option<&prost_types::Timestamp>,
-        expected_version: Option<u64>,
-        metadata: &HashMap<String, String>,
+        envelope: Result<Envelope<LedgerCommand>, FieldError>,
         dry_run: bool,
-        rules: Option<&ledger_core::pb::ProgramRules>,
-        command: fn(ProgramRules) -> ProgramCommand,
     ) -> Result<Response<pb::ProgramResponse>, Status> {
         let invalid = |error: FieldError| status::invalid_field(&error);
-        let rules = rules.ok_or_else(|| {
-            invalid(FieldError::new(
-                "rules",
-                ledger_core::error::FieldReason::Missing,
-            ))
-        })?;
-        let rules = ProgramRules::try_from(rules).map_err(|mut error| {
-            error.field = format!("rules.{}", error.field);
-            invalid(error)
-        })?;
-        let envelope = Envelope {
-            program_id: ProgramId::parse("program_id", program_id).map_err(invalid)?,
-            idempotency_key: IdempotencyKey::parse("idempotency_key", idempotency_key)
-                .map_err(invalid)?,
-            occurred_at_us: timestamp_us("occurred_at", occurred_at).map_err(invalid)?,
-            principal,
-            metadata: sorted_metadata(metadata),
-            expected_version,
-            command: LedgerCommand::Program(command(rules)),
-        };
+        let envelope = envelope.map_err(invalid)?;
         self.writer.check(&envelope).map_err(invalid)?;
         // A rules field the domain refuses is named inside `rules`.
         let rules_error = |mut error: CommandError| {
@@ -107,6 +80,87 @@ impl AdminService {
             replayed: appended.replayed,
             events: events.into_iter().flatten().collect(),
         }))
+    }
+}
+
+/// The envelope of a `DefineProgram` request, every field checked.
+pub(crate) fn define_program_envelope(
+    request: &pb::DefineProgramRequest,
+    principal: String,
+) -> Result<Envelope<LedgerCommand>, FieldError> {
+    program_envelope(
+        principal,
+        ProgramFields {
+            program_id: &request.program_id,
+            idempotency_key: &request.idempotency_key,
+            occurred_at: request.occurred_at.as_ref(),
+            expected_version: request.expected_version,
+            metadata: &request.metadata,
+            rules: request.rules.as_ref(),
+        },
+        |rules| ProgramCommand::DefineProgram { rules },
+    )
+}
+
+/// The envelope of a `ChangeRules` request, every field checked.
+pub(crate) fn change_rules_envelope(
+    request: &pb::ChangeRulesRequest,
+    principal: String,
+) -> Result<Envelope<LedgerCommand>, FieldError> {
+    program_envelope(
+        principal,
+        ProgramFields {
+            program_id: &request.program_id,
+            idempotency_key: &request.idempotency_key,
+            occurred_at: request.occurred_at.as_ref(),
+            expected_version: request.expected_version,
+            metadata: &request.metadata,
+            rules: request.rules.as_ref(),
+        },
+        |rules| ProgramCommand::ChangeRules { rules },
+    )
+}
+
+/// The fields both program commands have.
+struct ProgramFields<'a> {
+    program_id: &'a str,
+    idempotency_key: &'a str,
+    occurred_at: Option<&'a prost_types::Timestamp>,
+    expected_version: Option<u64>,
+    metadata: &'a HashMap<String, String>,
+    rules: Option<&'a ledger_core::pb::ProgramRules>,
+}
+
+fn program_envelope(
+    principal: String,
+    fields: ProgramFields<'_>,
+    command: fn(ProgramRules) -> ProgramCommand,
+) -> Result<Envelope<LedgerCommand>, FieldError> {
+    let rules = fields
+        .rules
+        .ok_or_else(|| FieldError::new("rules", ledger_core::error::FieldReason::Missing))?;
+    let rules = ProgramRules::try_from(rules).map_err(|mut error| {
+        error.field = format!("rules.{}", error.field);
+        error
+    })?;
+    Ok(Envelope {
+        program_id: ProgramId::parse("program_id", fields.program_id)?,
+        idempotency_key: IdempotencyKey::parse("idempotency_key", fields.idempotency_key)?,
+        occurred_at_us: timestamp_us("occurred_at", fields.occurred_at)?,
+        principal,
+        metadata: sorted_metadata(fields.metadata),
+        expected_version: fields.expected_version,
+        command: LedgerCommand::Program(command(rules)),
+    })
+}
+
+/// The view a `GetProjectionStatus` request names; `None` (an empty name)
+/// means every view.
+pub(crate) fn projection_name(name: &str) -> Result<Option<ViewKind>, FieldError> {
+    if name.is_empty() {
+        Ok(None)
+    } else {
+        ViewKind::parse("name", name).map(Some)
     }
 }
 
@@ -178,38 +232,18 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         request: Request<pb::DefineProgramRequest>,
     ) -> Result<Response<pb::ProgramResponse>, Status> {
-        let r = request.get_ref();
-        self.program_command(
-            auth::principal(&request),
-            &r.program_id,
-            &r.idempotency_key,
-            r.occurred_at.as_ref(),
-            r.expected_version,
-            &r.metadata,
-            r.dry_run,
-            r.rules.as_ref(),
-            |rules| ProgramCommand::DefineProgram { rules },
-        )
-        .await
+        let envelope = define_program_envelope(request.get_ref(), auth::principal(&request));
+        self.program_command(envelope, request.get_ref().dry_run)
+            .await
     }
 
     async fn change_rules(
         &self,
         request: Request<pb::ChangeRulesRequest>,
     ) -> Result<Response<pb::ProgramResponse>, Status> {
-        let r = request.get_ref();
-        self.program_command(
-            auth::principal(&request),
-            &r.program_id,
-            &r.idempotency_key,
-            r.occurred_at.as_ref(),
-            r.expected_version,
-            &r.metadata,
-            r.dry_run,
-            r.rules.as_ref(),
-            |rules| ProgramCommand::ChangeRules { rules },
-        )
-        .await
+        let envelope = change_rules_envelope(request.get_ref(), auth::principal(&request));
+        self.program_command(envelope, request.get_ref().dry_run)
+            .await
     }
 
     async fn get_program(
@@ -255,17 +289,15 @@ impl pb::admin_server::Admin for AdminService {
         &self,
         request: Request<pb::GetProjectionStatusRequest>,
     ) -> Result<Response<pb::GetProjectionStatusResponse>, Status> {
-        let name = &request.get_ref().name;
-        let statuses = if name.is_empty() {
-            self.views.status()
-        } else {
-            let kind =
-                ViewKind::parse("name", name).map_err(|error| status::invalid_field(&error))?;
-            vec![
+        let kind = projection_name(&request.get_ref().name)
+            .map_err(|error| status::invalid_field(&error))?;
+        let statuses = match kind {
+            None => self.views.status(),
+            Some(kind) => vec![
                 self.views
                     .status_of(kind)
                     .map_err(|error| status::query(&error))?,
-            ]
+            ],
         };
         Ok(Response::new(pb::GetProjectionStatusResponse {
             projections: statuses.into_iter().map(status_to_wire).collect(),

@@ -94,6 +94,36 @@ fn records(stream: RecordStream, mut stopping: watch::Receiver<bool>) -> Records
     Box::pin(ReceiverStream::new(rx))
 }
 
+/// Checks a `ReadAll` range. An explicit range must not be inverted (an
+/// empty answer would read as "nothing there"); from the head on is fine,
+/// and empty.
+pub(crate) fn check_read_all(request: &pb::ReadAllRequest) -> Result<(), FieldError> {
+    if request.to_position != 0 && request.from_position > request.to_position {
+        return Err(FieldError::new(
+            "from_position",
+            FieldReason::OutOfRange {
+                value: request.from_position.into(),
+                min: 0,
+                max: request.to_position.into(),
+            },
+        ));
+    }
+    Ok(())
+}
+
+/// The stream a `ReadStream` request names and how many records it may
+/// read.
+pub(crate) fn check_read_stream(
+    request: &pb::ReadStreamRequest,
+) -> Result<(StreamName, usize), FieldError> {
+    let stream = StreamName::parse("stream", &request.stream)?;
+    let max = match request.max_count {
+        0 => READ_STREAM_RECORDS_MAX,
+        count => (count as usize).min(READ_STREAM_RECORDS_MAX),
+    };
+    Ok((stream, max))
+}
+
 #[tonic::async_trait]
 impl pb::audit_server::Audit for AuditService {
     type ReadAllStream = Records;
@@ -106,18 +136,7 @@ impl pb::audit_server::Audit for AuditService {
         request: Request<pb::ReadAllRequest>,
     ) -> Result<Response<Records>, Status> {
         let request = request.into_inner();
-        // An explicit range must not be inverted (an empty answer would
-        // read as "nothing there"); from the head on is fine, and empty.
-        if request.to_position != 0 && request.from_position > request.to_position {
-            return Err(status::invalid_field(&FieldError::new(
-                "from_position",
-                FieldReason::OutOfRange {
-                    value: request.from_position.into(),
-                    min: 0,
-                    max: request.to_position.into(),
-                },
-            )));
-        }
+        check_read_all(&request).map_err(|e| status::invalid_field(&e))?;
         let to = match request.to_position {
             0 => self.head.borrow().position,
             to => to,
@@ -136,12 +155,7 @@ impl pb::audit_server::Audit for AuditService {
         request: Request<pb::ReadStreamRequest>,
     ) -> Result<Response<Records>, Status> {
         let request = request.into_inner();
-        let stream = StreamName::parse("stream", &request.stream)
-            .map_err(|e: FieldError| status::invalid_field(&e))?;
-        let max = match request.max_count {
-            0 => READ_STREAM_RECORDS_MAX,
-            count => (count as usize).min(READ_STREAM_RECORDS_MAX),
-        };
+        let (stream, max) = check_read_stream(&request).map_err(|e| status::invalid_field(&e))?;
         let store = self.store.clone();
         let from_version = request.from_version;
         let found = tokio::task::spawn_blocking(move || {

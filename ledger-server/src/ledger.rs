@@ -118,7 +118,7 @@ fn money(field: &str, money: Option<&ledger_core::pb::Money>) -> Result<Money, F
 }
 
 /// The fields every command request has.
-struct Common<'a> {
+pub(crate) struct Common<'a> {
     program_id: &'a str,
     member_id: &'a str,
     idempotency_key: &'a str,
@@ -129,7 +129,7 @@ struct Common<'a> {
 }
 
 /// A command request of the Ledger service.
-trait CommandRequest: Sync {
+pub(crate) trait CommandRequest: Sync {
     fn common(&self) -> Common<'_>;
     /// The command for `member_id` (already parsed).
     fn command(&self, member_id: MemberId) -> Result<LedgerCommand, FieldError>;
@@ -267,13 +267,15 @@ impl CommandRequest for pb::TransferPointsRequest {
 }
 
 /// A parsed command: its envelope, its member, and whether it is a dry run.
-struct Parsed {
-    envelope: Envelope<LedgerCommand>,
-    member_id: MemberId,
-    dry_run: bool,
+pub(crate) struct Parsed {
+    pub(crate) envelope: Envelope<LedgerCommand>,
+    pub(crate) member_id: MemberId,
+    pub(crate) dry_run: bool,
 }
 
-fn parse(request: &dyn CommandRequest, principal: &str) -> Result<Parsed, FieldError> {
+/// Every field of a command request checked and converted; the first bad
+/// one is named.
+pub(crate) fn parse(request: &dyn CommandRequest, principal: &str) -> Result<Parsed, FieldError> {
     let common = request.common();
     let program_id = ProgramId::parse("program_id", common.program_id)?;
     let member_id = MemberId::parse("member_id", common.member_id)?;
@@ -502,12 +504,61 @@ pub(crate) async fn view_query<T: Send + 'static>(
         .map_err(|error| status::query(&error))
 }
 
-fn ids(program_id: &str, member_id: &str) -> Result<(ProgramId, MemberId), Status> {
-    let program = ProgramId::parse("program_id", program_id)
-        .map_err(|error| status::invalid_field(&error))?;
-    let member =
-        MemberId::parse("member_id", member_id).map_err(|error| status::invalid_field(&error))?;
+fn invalid(error: FieldError) -> Status {
+    status::invalid_field(&error)
+}
+
+/// The program and member a query names.
+pub(crate) fn ids(program_id: &str, member_id: &str) -> Result<(ProgramId, MemberId), FieldError> {
+    let program = ProgramId::parse("program_id", program_id)?;
+    let member = MemberId::parse("member_id", member_id)?;
     Ok((program, member))
+}
+
+/// The checked fields of a `GetMember` request; no `as_of` means now.
+pub(crate) fn check_get_member(
+    request: &pb::GetMemberRequest,
+) -> Result<(ProgramId, MemberId, Option<i64>), FieldError> {
+    let (program, member) = ids(&request.program_id, &request.member_id)?;
+    let as_of_us = match &request.as_of {
+        Some(as_of) => Some(business_time_us("as_of", Some(as_of))?),
+        None => None,
+    };
+    Ok((program, member, as_of_us))
+}
+
+/// The checked fields of a `GetBalanceAsOf` request.
+pub(crate) fn check_get_balance_as_of(
+    request: &pb::GetBalanceAsOfRequest,
+) -> Result<(ProgramId, MemberId, i64), FieldError> {
+    let (program, member) = ids(&request.program_id, &request.member_id)?;
+    let at_us = business_time_us("as_of", request.as_of.as_ref())?;
+    Ok((program, member, at_us))
+}
+
+/// A batch's commands parsed one by one: the outer error refuses the whole
+/// batch (too many commands); each entry is its command's own result.
+pub(crate) fn parse_batch(
+    commands: &[pb::BatchCommand],
+    principal: &str,
+) -> Result<Vec<Result<Parsed, FieldError>>, FieldError> {
+    if commands.len() > SUBMIT_BATCH_COMMANDS_MAX {
+        return Err(FieldError::new(
+            "commands",
+            FieldReason::TooMany {
+                count: commands.len(),
+                max: SUBMIT_BATCH_COMMANDS_MAX,
+            },
+        ));
+    }
+    Ok(commands
+        .iter()
+        .map(|command| {
+            batch_request(command)
+                .ok_or_else(|| FieldError::new("command", FieldReason::Missing))
+                .and_then(|request| parse(request, principal))
+        })
+        .collect())
 }
 
 /// Why batch entry `index` failed: the status it would have had on its
@@ -526,7 +577,7 @@ fn failure(index: usize, status: &Status) -> pb::CommandFailure {
     }
 }
 
-fn batch_request(command: &pb::BatchCommand) -> Option<&dyn CommandRequest> {
+pub(crate) fn batch_request(command: &pb::BatchCommand) -> Option<&dyn CommandRequest> {
     use pb::batch_command::Command as C;
     Some(match command.command.as_ref()? {
         C::Enroll(r) => r,
@@ -605,25 +656,15 @@ impl pb::ledger_server::Ledger for LedgerService {
         auth::require(&request, auth::Access::Command)?;
         let principal = auth::principal(&request);
         let commands = &request.get_ref().commands;
-        if commands.len() > SUBMIT_BATCH_COMMANDS_MAX {
-            return Err(status::invalid_field(&FieldError::new(
-                "commands",
-                FieldReason::TooMany {
-                    count: commands.len(),
-                    max: SUBMIT_BATCH_COMMANDS_MAX,
-                },
-            )));
-        }
         // Parse all; the good ones go to the writer together, each bad one
         // gets its own failure in place.
+        let parsed_all = parse_batch(commands, &principal).map_err(invalid)?;
         let mut results: Vec<Option<pb::BatchResult>> = vec![None; commands.len()];
         let mut to_submit = Vec::new();
         let mut dry_runs = Vec::new();
-        for (index, command) in commands.iter().enumerate() {
-            let parsed = batch_request(command)
-                .ok_or_else(|| FieldError::new("command", FieldReason::Missing))
-                .and_then(|request| parse(request, &principal))
-                .and_then(|parsed| self.writer.check(&parsed.envelope).map(|()| parsed));
+        for (index, parsed) in parsed_all.into_iter().enumerate() {
+            let parsed =
+                parsed.and_then(|parsed| self.writer.check(&parsed.envelope).map(|()| parsed));
             match parsed {
                 Ok(parsed) if parsed.dry_run => dry_runs.push((index, parsed)),
                 Ok(parsed) => to_submit.push((index, parsed)),
@@ -677,7 +718,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetBalanceRequest>,
     ) -> Result<Response<pb::GetBalanceResponse>, Status> {
         let request = request.into_inner();
-        let (program, member) = ids(&request.program_id, &request.member_id)?;
+        let (program, member) = ids(&request.program_id, &request.member_id).map_err(invalid)?;
         let answer = self
             .query(ViewKind::Balance, request.min_position, move |store| {
                 balance::get_balance(store, &program, &member)
@@ -711,12 +752,8 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetMemberRequest>,
     ) -> Result<Response<pb::GetMemberResponse>, Status> {
         let request = request.into_inner();
-        let (program, member) = ids(&request.program_id, &request.member_id)?;
-        let as_of_us = match &request.as_of {
-            Some(as_of) => business_time_us("as_of", Some(as_of))
-                .map_err(|error| status::invalid_field(&error))?,
-            None => self.clock.now_us(),
-        };
+        let (program, member, as_of_us) = check_get_member(&request).map_err(invalid)?;
+        let as_of_us = as_of_us.unwrap_or_else(|| self.clock.now_us());
         if request.min_position > 0 {
             self.views
                 .wait_for(ViewKind::Balance, request.min_position, VIEW_WAIT)
@@ -768,7 +805,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::ListLotsRequest>,
     ) -> Result<Response<pb::ListLotsResponse>, Status> {
         let request = request.into_inner();
-        let (program, member) = ids(&request.program_id, &request.member_id)?;
+        let (program, member) = ids(&request.program_id, &request.member_id).map_err(invalid)?;
         let include_closed = request.include_closed;
         let answer = self
             .query(ViewKind::Balance, request.min_position, move |store| {
@@ -798,7 +835,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetStatementRequest>,
     ) -> Result<Response<pb::GetStatementResponse>, Status> {
         let request = request.into_inner();
-        let (program, member) = ids(&request.program_id, &request.member_id)?;
+        let (program, member) = ids(&request.program_id, &request.member_id).map_err(invalid)?;
         let page_size = request.page_size as usize;
         let token = (!request.page_token.is_empty()).then_some(request.page_token);
         let answer = self
@@ -834,9 +871,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         request: Request<pb::GetBalanceAsOfRequest>,
     ) -> Result<Response<pb::GetBalanceAsOfResponse>, Status> {
         let request = request.into_inner();
-        let (program, member) = ids(&request.program_id, &request.member_id)?;
-        let at_us = business_time_us("as_of", request.as_of.as_ref())
-            .map_err(|error| status::invalid_field(&error))?;
+        let (program, member, at_us) = check_get_balance_as_of(&request).map_err(invalid)?;
         let answer = self
             .query(ViewKind::Balance, request.min_position, move |store| {
                 balance::balance_as_of(store, &program, &member, at_us)

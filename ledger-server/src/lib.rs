@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod demo;
 pub mod export;
+pub mod fuzzing;
 pub mod ledger;
 pub mod load;
 pub mod metrics;

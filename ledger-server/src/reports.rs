@@ -41,18 +41,98 @@ impl ReportsService {
         }
     }
 
-    fn as_of(&self, as_of: Option<&prost_types::Timestamp>) -> Result<i64, Status> {
-        match as_of {
-            Some(_) => {
-                business_time_us("as_of", as_of).map_err(|error| status::invalid_field(&error))
-            }
-            None => Ok(self.clock.now_us()),
-        }
+    /// A request's checked `as_of`, or now when it has none.
+    fn as_of(&self, as_of_us: Option<i64>) -> i64 {
+        as_of_us.unwrap_or_else(|| self.clock.now_us())
     }
 }
 
-fn program(program_id: &str) -> Result<ProgramId, Status> {
-    ProgramId::parse("program_id", program_id).map_err(|error| status::invalid_field(&error))
+fn invalid(error: FieldError) -> Status {
+    status::invalid_field(&error)
+}
+
+fn program(program_id: &str) -> Result<ProgramId, FieldError> {
+    ProgramId::parse("program_id", program_id)
+}
+
+/// An optional `as_of`, checked when given.
+fn optional_as_of(as_of: Option<&prost_types::Timestamp>) -> Result<Option<i64>, FieldError> {
+    match as_of {
+        Some(_) => business_time_us("as_of", as_of).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The checked fields of a `GetTierDistribution` request.
+pub(crate) fn check_get_tier_distribution(
+    request: &pb::GetTierDistributionRequest,
+) -> Result<ProgramId, FieldError> {
+    program(&request.program_id)
+}
+
+/// The checked fields of a `GetRfm` request.
+pub(crate) fn check_get_rfm(
+    request: &pb::GetRfmRequest,
+) -> Result<(ProgramId, MemberId, Option<i64>), FieldError> {
+    let program = program(&request.program_id)?;
+    let member = MemberId::parse("member_id", &request.member_id)?;
+    let as_of_us = optional_as_of(request.as_of.as_ref())?;
+    Ok((program, member, as_of_us))
+}
+
+/// The checked fields of a `GetSegmentSizes` request.
+pub(crate) fn check_get_segment_sizes(
+    request: &pb::GetSegmentSizesRequest,
+) -> Result<(ProgramId, Option<i64>), FieldError> {
+    let program = program(&request.program_id)?;
+    let as_of_us = optional_as_of(request.as_of.as_ref())?;
+    Ok((program, as_of_us))
+}
+
+/// The checked fields of a `ListSegmentMembers` request (the page token is
+/// checked by the query).
+pub(crate) fn check_list_segment_members(
+    request: &pb::ListSegmentMembersRequest,
+) -> Result<(ProgramId, rfm::Segment, Option<i64>, u32), FieldError> {
+    let program = program(&request.program_id)?;
+    let segment = rfm::Segment::parse("segment", &request.segment)?;
+    let as_of_us = optional_as_of(request.as_of.as_ref())?;
+    let page_size = bounded(
+        "page_size",
+        request.page_size,
+        STATEMENT_PAGE_LINES_MAX as u32,
+    )?;
+    Ok((program, segment, as_of_us, page_size))
+}
+
+/// The checked fields of a `GetLiability` request: the program and the
+/// days from and to.
+pub(crate) fn check_get_liability(
+    request: &pb::GetLiabilityRequest,
+) -> Result<(ProgramId, i64, i64), FieldError> {
+    let program = program(&request.program_id)?;
+    let from_day = date("from_date", &request.from_date)?;
+    let to_day = date("to_date", &request.to_date)?;
+    liability::check_range(from_day, to_day, "from_date", "to_date")?;
+    Ok((program, from_day, to_day))
+}
+
+/// The checked fields of a `GetExpiringPoints` request: the program, its
+/// `as_of`, and the horizon and count with their defaults.
+pub(crate) fn check_get_expiring_points(
+    request: &pb::GetExpiringPointsRequest,
+) -> Result<(ProgramId, Option<i64>, u32, u32), FieldError> {
+    let program = program(&request.program_id)?;
+    let as_of_us = optional_as_of(request.as_of.as_ref())?;
+    let within_days = match bounded("within_days", request.within_days, RFM_WINDOW_DAYS_MAX)? {
+        0 => EXPIRING_WITHIN_DAYS_DEFAULT,
+        days => days,
+    };
+    let top = match bounded("top", request.top, STATEMENT_PAGE_LINES_MAX as u32)? {
+        0 => EXPIRING_TOP_DEFAULT,
+        top => top,
+    };
+    Ok((program, as_of_us, within_days, top))
 }
 
 /// A reporting date of a request; errors name `field`.
@@ -70,16 +150,16 @@ pub fn date(field: &str, text: &str) -> Result<i64, FieldError> {
     })
 }
 
-fn bounded(field: &str, value: u32, max: u32) -> Result<u32, Status> {
+fn bounded(field: &str, value: u32, max: u32) -> Result<u32, FieldError> {
     if value > max {
-        return Err(status::invalid_field(&FieldError::new(
+        return Err(FieldError::new(
             field,
             FieldReason::OutOfRange {
                 value: value.into(),
                 min: 0,
                 max: max.into(),
             },
-        )));
+        ));
     }
     Ok(value)
 }
@@ -147,7 +227,7 @@ impl pb::reports_server::Reports for ReportsService {
         request: Request<pb::GetTierDistributionRequest>,
     ) -> Result<Response<pb::GetTierDistributionResponse>, Status> {
         let request = request.into_inner();
-        let program = program(&request.program_id)?;
+        let program = check_get_tier_distribution(&request).map_err(invalid)?;
         let answer = view_query(
             &self.store,
             &self.views,
@@ -174,10 +254,8 @@ impl pb::reports_server::Reports for ReportsService {
         request: Request<pb::GetRfmRequest>,
     ) -> Result<Response<pb::GetRfmResponse>, Status> {
         let request = request.into_inner();
-        let program = program(&request.program_id)?;
-        let member = MemberId::parse("member_id", &request.member_id)
-            .map_err(|error| status::invalid_field(&error))?;
-        let as_of_us = self.as_of(request.as_of.as_ref())?;
+        let (program, member, as_of_us) = check_get_rfm(&request).map_err(invalid)?;
+        let as_of_us = self.as_of(as_of_us);
         let answer = view_query(
             &self.store,
             &self.views,
@@ -221,8 +299,8 @@ impl pb::reports_server::Reports for ReportsService {
         request: Request<pb::GetSegmentSizesRequest>,
     ) -> Result<Response<pb::GetSegmentSizesResponse>, Status> {
         let request = request.into_inner();
-        let program = program(&request.program_id)?;
-        let as_of_us = self.as_of(request.as_of.as_ref())?;
+        let (program, as_of_us) = check_get_segment_sizes(&request).map_err(invalid)?;
+        let as_of_us = self.as_of(as_of_us);
         let answer = view_query(
             &self.store,
             &self.views,
@@ -257,15 +335,9 @@ impl pb::reports_server::Reports for ReportsService {
         request: Request<pb::ListSegmentMembersRequest>,
     ) -> Result<Response<pb::ListSegmentMembersResponse>, Status> {
         let request = request.into_inner();
-        let program = program(&request.program_id)?;
-        let segment = rfm::Segment::parse("segment", &request.segment)
-            .map_err(|error| status::invalid_field(&error))?;
-        let as_of_us = self.as_of(request.as_of.as_ref())?;
-        let page_size = bounded(
-            "page_size",
-            request.page_size,
-            STATEMENT_PAGE_LINES_MAX as u32,
-        )?;
+        let (program, segment, as_of_us, page_size) =
+            check_list_segment_members(&request).map_err(invalid)?;
+        let as_of_us = self.as_of(as_of_us);
         let token = request.page_token;
         let answer = view_query(
             &self.store,
@@ -303,14 +375,7 @@ impl pb::reports_server::Reports for ReportsService {
         request: Request<pb::GetLiabilityRequest>,
     ) -> Result<Response<pb::GetLiabilityResponse>, Status> {
         let request = request.into_inner();
-        let program = program(&request.program_id)?;
-        let parse = |field: &str, text: &str| {
-            date(field, text).map_err(|error| status::invalid_field(&error))
-        };
-        let from_day = parse("from_date", &request.from_date)?;
-        let to_day = parse("to_date", &request.to_date)?;
-        liability::check_range(from_day, to_day, "from_date", "to_date")
-            .map_err(|error| status::invalid_field(&error))?;
+        let (program, from_day, to_day) = check_get_liability(&request).map_err(invalid)?;
         let now_us = self.clock.now_us();
         let (answer, check, expiring) = view_query(
             &self.store,
@@ -365,16 +430,9 @@ impl pb::reports_server::Reports for ReportsService {
         request: Request<pb::GetExpiringPointsRequest>,
     ) -> Result<Response<pb::GetExpiringPointsResponse>, Status> {
         let request = request.into_inner();
-        let program = program(&request.program_id)?;
-        let as_of_us = self.as_of(request.as_of.as_ref())?;
-        let within_days = match bounded("within_days", request.within_days, RFM_WINDOW_DAYS_MAX)? {
-            0 => EXPIRING_WITHIN_DAYS_DEFAULT,
-            days => days,
-        };
-        let top = match bounded("top", request.top, STATEMENT_PAGE_LINES_MAX as u32)? {
-            0 => EXPIRING_TOP_DEFAULT,
-            top => top,
-        };
+        let (program, as_of_us, within_days, top) =
+            check_get_expiring_points(&request).map_err(invalid)?;
+        let as_of_us = self.as_of(as_of_us);
         let (summary, answer) = view_query(
             &self.store,
             &self.views,

@@ -1036,7 +1036,9 @@ pub struct StatementPage {
     pub next_page_token: Option<String>,
 }
 
-fn parse_page_token(token: &str) -> Result<(i64, u64), FieldError> {
+/// The statement position a `page_token` names (a `next_page_token` this
+/// view returned); any other text is an error naming `page_token`.
+pub fn parse_page_token(token: &str) -> Result<(i64, u64), FieldError> {
     let bad = || {
         FieldError::new(
             "page_token",

@@ -794,7 +794,7 @@ fn page_token(member_id: &str) -> String {
 }
 
 /// The member id a page token names; `None` for the empty token.
-fn parse_page_token(token: &str) -> Result<Option<MemberId>, FieldError> {
+pub fn parse_page_token(token: &str) -> Result<Option<MemberId>, FieldError> {
     if token.is_empty() {
         return Ok(None);
     }

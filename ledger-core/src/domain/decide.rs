@@ -30,7 +30,15 @@ use super::rules::Rules;
 use super::{adjust, earn, redeem, reverse, tier, transfer};
 use crate::error::FieldReason;
 use crate::ids::LotId;
-use crate::limits::BUSINESS_TIME_US_MAX;
+use crate::limits::{BUSINESS_TIME_US_MAX, COMMAND_EVENTS_MAX};
+
+/// Events a command makes itself, after its due work, at most (a purchase
+/// enrolls, earns and upgrades; a transfer makes one on each side): the
+/// rest of `COMMAND_EVENTS_MAX` is left for due work.
+const COMMAND_OWN_EVENTS_MAX: usize = 8;
+
+// Each side of a transfer gets half of what is left for due work.
+const _: () = assert!(COMMAND_OWN_EVENTS_MAX < COMMAND_EVENTS_MAX);
 
 /// Decides a single-member command at business time `now_us` (the command's
 /// `occurred_at`). Transfers, which touch two members, go through
@@ -86,7 +94,17 @@ fn decide_command(
     command: &Command,
     rules: &Rules,
 ) -> Result<(), DomainError> {
-    work.catch_up(rules)?;
+    if command.is_system() {
+        // A scheduler command may do part of the due work: the member's
+        // due entry stays due, so the scheduler submits another.
+        work.catch_up(rules, COMMAND_EVENTS_MAX, Partial::Allowed)?;
+    } else {
+        work.catch_up(
+            rules,
+            COMMAND_EVENTS_MAX - COMMAND_OWN_EVENTS_MAX,
+            Partial::Refused,
+        )?;
+    }
     match command {
         Command::Enroll => {
             if work.member().is_enrolled() {
@@ -135,8 +153,10 @@ pub fn decide_transfer(
     command.validate()?;
     let mut sender = Work::new(from, now_us);
     let mut receiver = Work::new(to, now_us);
-    sender.catch_up(rules)?;
-    receiver.catch_up(rules)?;
+    // Both sides' events are one command's.
+    let side_events_max = (COMMAND_EVENTS_MAX - COMMAND_OWN_EVENTS_MAX) / 2;
+    sender.catch_up(rules, side_events_max, Partial::Refused)?;
+    receiver.catch_up(rules, side_events_max, Partial::Refused)?;
     transfer::transfer(&mut sender, &mut receiver, command)?;
     Ok((sender.into_events(), receiver.into_events()))
 }
@@ -156,6 +176,15 @@ fn check_business_time(now_us: i64) -> Result<(), DomainError> {
             },
         ))
     }
+}
+
+/// Whether a decision may do only part of the due work.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Partial {
+    /// The rest stays due (scheduler commands).
+    Allowed,
+    /// The command needs all of it done first.
+    Refused,
 }
 
 /// The member a decision works on.
@@ -296,8 +325,16 @@ impl<'a> Work<'a> {
 
     /// Does all work due up to `now_us`, one due item at a time, in
     /// due-time order. Bounded: each step matures or closes at least one lot,
-    /// except the tier review, which moves the period past `now_us`.
-    fn catch_up(&mut self, rules: &Rules) -> Result<(), DomainError> {
+    /// except the tier review, which moves the period past `now_us`; and
+    /// each step records at most one event, of which there may be at most
+    /// `events_max`. Work still due then is left for the next scheduler
+    /// command, or refuses the command (`DueWorkBehind`).
+    fn catch_up(
+        &mut self,
+        rules: &Rules,
+        events_max: usize,
+        partial: Partial,
+    ) -> Result<(), DomainError> {
         let steps_max = self
             .member()
             .open_lot_count()
@@ -305,6 +342,12 @@ impl<'a> Work<'a> {
             .saturating_add(2);
         for _ in 0..steps_max {
             match self.member().next_due(rules) {
+                Some((due_us, _)) if due_us <= self.now_us && self.events.len() >= events_max => {
+                    return match partial {
+                        Partial::Allowed => Ok(()),
+                        Partial::Refused => Err(DomainError::DueWorkBehind),
+                    };
+                }
                 Some((due_us, kind)) if due_us <= self.now_us => {
                     self.run_due(rules, due_us, kind)?
                 }

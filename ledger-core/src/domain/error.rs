@@ -96,6 +96,12 @@ pub enum DomainError {
     /// `ChangeRules` (or a member command) for a program without rules.
     #[error("program is not defined")]
     ProgramNotDefined,
+    /// The time-driven work due before the command (maturing, expiring)
+    /// is more than one command may record (`COMMAND_EVENTS_MAX`). The
+    /// scheduler's commands do it a part at a time; a command asked with a
+    /// new key once they have is decided.
+    #[error("the member has more due work than one command may record; retry once it is done")]
+    DueWorkBehind,
 }
 
 impl DomainError {
@@ -117,6 +123,7 @@ impl DomainError {
             Self::RedemptionAlreadyCancelled { .. } => "redemption_already_cancelled",
             Self::ProgramAlreadyDefined => "program_already_defined",
             Self::ProgramNotDefined => "program_not_defined",
+            Self::DueWorkBehind => "due_work_behind",
         }
     }
 
