@@ -41,12 +41,28 @@ fn pki() -> Pki {
     }
 }
 
-/// Starts a TLS server (mutual when `mutual`); returns its port.
-async fn start(
-    dir: &std::path::Path,
-    pki: &Pki,
-    mutual: bool,
-) -> (u16, tokio::sync::oneshot::Sender<()>) {
+/// A server started by [`start`].
+struct Running {
+    port: u16,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Running {
+    /// Stops the server and waits until it has: a test that returned with
+    /// the server still stopping would leave its threads using RocksDB
+    /// while the process exits.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task
+            .await
+            .expect("server task")
+            .expect("server stops cleanly");
+    }
+}
+
+/// Starts a TLS server (mutual when `mutual`).
+async fn start(dir: &std::path::Path, pki: &Pki, mutual: bool) -> Running {
     let write = |name: &str, text: &str| {
         let path = dir.join(name);
         std::fs::write(&path, text).expect("write pem");
@@ -66,10 +82,10 @@ async fn start(
     let bound = Bound::open(&options).await.expect("server opens");
     let port = bound.local_addr().expect("bound").port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(bound.serve(async {
+    let task = tokio::spawn(bound.serve(async {
         let _ = stopped.await;
     }));
-    (port, stop)
+    Running { port, stop, task }
 }
 
 async fn connect(
@@ -102,7 +118,8 @@ fn trust(pki: &Pki) -> ClientTlsConfig {
 async fn tls_serves_trusting_clients_and_refuses_plaintext() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = pki();
-    let (port, stop) = start(dir.path(), &pki, false).await;
+    let server = start(dir.path(), &pki, false).await;
+    let port = server.port;
     let channel = connect(port, Some(trust(&pki)))
         .await
         .expect("TLS handshake");
@@ -113,14 +130,15 @@ async fn tls_serves_trusting_clients_and_refuses_plaintext() {
         Err(_) => true,
     };
     assert!(plain, "plaintext to a TLS port must fail");
-    let _ = stop.send(());
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mutual_tls_needs_a_client_certificate() {
     let dir = tempfile::tempdir().expect("tempdir");
     let pki = pki();
-    let (port, stop) = start(dir.path(), &pki, true).await;
+    let server = start(dir.path(), &pki, true).await;
+    let port = server.port;
     let with_identity = trust(&pki).identity(Identity::from_pem(&pki.client.0, &pki.client.1));
     let channel = connect(port, Some(with_identity))
         .await
@@ -131,7 +149,7 @@ async fn mutual_tls_needs_a_client_certificate() {
         Err(_) => true,
     };
     assert!(refused, "a client without a certificate must be refused");
-    let _ = stop.send(());
+    server.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
