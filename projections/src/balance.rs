@@ -27,7 +27,7 @@ use crate::Answer;
 use crate::error::{QueryError, ViewError};
 use crate::event::LogEvent;
 use crate::rows::{
-    Dirty, RowWriter, ViewSnapshot, cached, decode, i64_ordered, push_i64_ordered, read_i64_ordered,
+    RowCache, RowWriter, ViewSnapshot, decode, i64_ordered, push_i64_ordered, read_i64_ordered,
 };
 use crate::runtime::{Projection, ViewKind};
 use ledger_core::domain::{EventKind, ExpiryReason, Lot, LotDraw, Points, ReturnPolicy};
@@ -278,7 +278,7 @@ pub struct BalanceProjection {
     /// Members changed in this chunk.
     dirty: Vec<String>,
     /// Program totals, by program id.
-    programs: HashMap<String, Dirty<ProgramTotals>>,
+    programs: RowCache<String, ProgramTotals>,
 }
 
 fn member_key(stream: &str) -> Vec<u8> {
@@ -772,8 +772,7 @@ impl Projection for BalanceProjection {
             );
         }
         let parts_after = (row.available, row.pending, row.debt);
-        let totals = cached(
-            &mut self.programs,
+        let totals = self.programs.get_mut(
             rows,
             event.program_id.clone(),
             &program_key(&event.program_id),
@@ -832,11 +831,8 @@ impl Projection for BalanceProjection {
                 }
             }
         }
-        for (program_id, totals) in &mut self.programs {
-            if std::mem::take(&mut totals.dirty) {
-                rows.put_value(&program_key(program_id), &totals.value);
-            }
-        }
+        self.programs
+            .flush(|program_id, totals| rows.put_value(&program_key(program_id), totals));
         if self.members.len() > CACHED_MEMBERS_MAX {
             // A new map, not `clear()`: a cleared map keeps its capacity,
             // and the memory of its largest chunk for good.
@@ -847,7 +843,7 @@ impl Projection for BalanceProjection {
     fn reset(&mut self) {
         self.members.clear();
         self.dirty.clear();
-        self.programs.clear();
+        self.programs.reset();
     }
 }
 

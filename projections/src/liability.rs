@@ -38,7 +38,7 @@ use crate::balance::{self, ProgramTotals};
 use crate::error::{QueryError, ViewError};
 use crate::event::LogEvent;
 use crate::rows::{
-    Dirty, RowWriter, ViewSnapshot, cached, decode, prefixed, program_rules, program_rules_key,
+    RowCache, RowWriter, ViewSnapshot, decode, prefixed, program_rules, program_rules_key,
     push_i64_ordered, put_program_rules, read_i64_ordered,
 };
 use crate::runtime::{Projection, ViewKind};
@@ -309,7 +309,7 @@ fn dated(kind: u8, program_id: &str, day: i64) -> Vec<u8> {
 #[derive(Default)]
 pub struct LiabilityProjection {
     book: Option<DayBook>,
-    days: HashMap<(String, i64), Dirty<Flows>>,
+    days: RowCache<(String, i64), Flows>,
 }
 
 impl LiabilityProjection {
@@ -345,8 +345,7 @@ impl Projection for LiabilityProjection {
             return Ok(());
         }
         let day = self.book(rows, program_id)?.day(program_id, occurred_at_us);
-        let entry = cached(
-            &mut self.days,
+        let entry = self.days.get_mut(
             rows,
             (program_id.to_owned(), day),
             &dated(b'd', program_id, day),
@@ -360,19 +359,17 @@ impl Projection for LiabilityProjection {
     }
 
     fn flush(&mut self, rows: &mut RowWriter<'_>) {
-        for ((program_id, day), entry) in &mut self.days {
-            if std::mem::take(&mut entry.dirty) {
-                rows.put_value(&dated(b'd', program_id, *day), &entry.value);
-            }
-        }
+        self.days.flush(|(program_id, day), entry| {
+            rows.put_value(&dated(b'd', program_id, *day), entry)
+        });
         if self.days.len() > CACHED_DAYS_MAX {
-            self.days.clear();
+            self.days.reset();
         }
     }
 
     fn reset(&mut self) {
         self.book = None;
-        self.days.clear();
+        self.days.reset();
     }
 }
 

@@ -85,7 +85,7 @@ use crate::Answer;
 use crate::error::{QueryError, ViewError};
 use crate::event::LogEvent;
 use crate::rows::{
-    Dirty, RowWriter, ViewSnapshot, cached, decode_seed, keyed, program_rules, program_rules_key,
+    RowCache, RowWriter, ViewSnapshot, decode_seed, keyed, program_rules, program_rules_key,
     put_program_rules,
 };
 use crate::runtime::{Projection, ViewKind};
@@ -187,7 +187,7 @@ fn validated(raw: &ProgramRules, position: u64) -> Result<Rules, ViewError> {
 /// The RFM projection.
 #[derive(Default)]
 pub struct RfmProjection {
-    members: HashMap<String, Dirty<RfmMember>>,
+    members: RowCache<String, RfmMember>,
     /// Each program's rules as the events so far leave them.
     programs: HashMap<String, Rules>,
 }
@@ -247,8 +247,7 @@ impl Projection for RfmProjection {
             ),
             None => None,
         };
-        let member = cached(
-            &mut self.members,
+        let member = self.members.get_mut(
             rows,
             event.stream.clone(),
             &keyed(b'm', &event.stream),
@@ -266,11 +265,8 @@ impl Projection for RfmProjection {
     }
 
     fn flush(&mut self, rows: &mut RowWriter<'_>) {
-        for (stream, member) in &mut self.members {
-            if std::mem::take(&mut member.dirty) {
-                rows.put_value_parts(&[b"m", stream.as_bytes()], &member.value);
-            }
-        }
+        self.members
+            .flush(|stream, member| rows.put_value_parts(&[b"m", stream.as_bytes()], member));
         if self.members.len() + self.programs.len() > CACHED_ENTRIES_MAX {
             self.reset();
         }
@@ -278,7 +274,7 @@ impl Projection for RfmProjection {
 
     fn reset(&mut self) {
         // New maps, not `clear()`: a cleared map keeps its capacity.
-        self.members = Default::default();
+        self.members.reset();
         self.programs = Default::default();
     }
 }

@@ -155,35 +155,101 @@ pub fn prefixed(kind: u8, name: &str) -> Vec<u8> {
     key
 }
 
-/// A cached row and whether this chunk changed it.
-pub struct Dirty<T> {
-    /// The row as the events so far leave it.
-    pub value: T,
-    /// Changed since the last flush: the next flush writes it.
-    pub dirty: bool,
+/// Rows of one kind cached between chunks, and the keys a chunk changed:
+/// a flush writes those alone. (Scanning the whole cache for changed rows
+/// at every flush costs more than the chunk's events when the views follow
+/// the log live, in chunks of a few events.)
+pub struct RowCache<K, T> {
+    rows: HashMap<K, Cached<T>>,
+    /// Keys whose row changed since the last flush, each once.
+    dirty: Vec<K>,
 }
 
-/// Reads a row into `cache` (or starts it from `fresh`) and marks it dirty.
-pub fn cached<'c, K: std::hash::Hash + Eq, T: DeserializeOwned>(
-    cache: &'c mut HashMap<K, Dirty<T>>,
-    rows: &RowWriter<'_>,
-    key: K,
-    row_key: &[u8],
-    what: &str,
-    fresh: impl FnOnce() -> T,
-) -> Result<&'c mut T, ViewError> {
-    let entry = match cache.entry(key) {
-        Entry::Occupied(entry) => entry.into_mut(),
-        Entry::Vacant(entry) => {
-            let value = rows.get_value(row_key, what)?.unwrap_or_else(fresh);
-            entry.insert(Dirty {
-                value,
-                dirty: false,
-            })
+struct Cached<T> {
+    value: T,
+    /// In `dirty`.
+    dirty: bool,
+}
+
+impl<K, T> Default for RowCache<K, T> {
+    fn default() -> Self {
+        RowCache {
+            rows: HashMap::new(),
+            dirty: Vec::new(),
         }
-    };
-    entry.dirty = true;
-    Ok(&mut entry.value)
+    }
+}
+
+impl<K: std::hash::Hash + Eq + Clone, T> RowCache<K, T> {
+    /// The row of `key`, read from `row_key` on a miss (or started from
+    /// `fresh`), marked changed: the next flush writes it.
+    pub fn get_mut(
+        &mut self,
+        rows: &RowWriter<'_>,
+        key: K,
+        row_key: &[u8],
+        what: &str,
+        fresh: impl FnOnce() -> T,
+    ) -> Result<&mut T, ViewError>
+    where
+        T: DeserializeOwned,
+    {
+        let entry = match self.rows.entry(key) {
+            Entry::Occupied(entry) => {
+                let key = (!entry.get().dirty).then(|| entry.key().clone());
+                (entry.into_mut(), key)
+            }
+            Entry::Vacant(entry) => {
+                let value = rows.get_value(row_key, what)?.unwrap_or_else(fresh);
+                let key = entry.key().clone();
+                (
+                    entry.insert(Cached {
+                        value,
+                        dirty: false,
+                    }),
+                    Some(key),
+                )
+            }
+        };
+        let (cached, newly_dirty) = entry;
+        if let Some(key) = newly_dirty {
+            cached.dirty = true;
+            self.dirty.push(key);
+        }
+        debug_assert!(
+            cached.dirty,
+            "a row handed out for change is in the dirty list"
+        );
+        Ok(&mut cached.value)
+    }
+
+    /// Hands each row changed since the last flush to `write`, once, and
+    /// marks it unchanged.
+    pub fn flush(&mut self, mut write: impl FnMut(&K, &T)) {
+        for key in self.dirty.drain(..) {
+            if let Some(cached) = self.rows.get_mut(&key) {
+                cached.dirty = false;
+                write(&key, &cached.value);
+            }
+        }
+    }
+
+    /// Rows cached.
+    pub fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Drops every cached row, changed or not. A new map, not `clear()`: a
+    /// cleared map keeps its capacity, and the memory of its largest chunk
+    /// for good.
+    pub fn reset(&mut self) {
+        *self = RowCache::default();
+    }
 }
 
 /// The row key of a program's current rules in a view: `'p' || program_id`.

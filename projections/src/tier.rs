@@ -19,8 +19,8 @@ use crate::Answer;
 use crate::error::{QueryError, ViewError};
 use crate::event::LogEvent;
 use crate::rows::{
-    Dirty, RowWriter, ViewSnapshot, cached, decode, keyed, prefixed, program_rules,
-    push_i64_ordered, put_program_rules,
+    RowCache, RowWriter, ViewSnapshot, decode, keyed, prefixed, program_rules, push_i64_ordered,
+    put_program_rules,
 };
 use crate::runtime::{Projection, ViewKind};
 use ledger_core::domain::time::{day_of, start_of_day_us};
@@ -28,7 +28,6 @@ use ledger_core::domain::{EventKind, QualifyingMeasure, TierChangeReason};
 use ledger_core::ids::{MemberId, ProgramId, StreamName};
 use ledger_core::store::Store;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 
 /// Entries kept decoded between chunks; beyond it the caches are cleared
 /// after a chunk is written.
@@ -108,9 +107,9 @@ fn count_key(program_id: &str, tier: &str) -> Vec<u8> {
 /// The tier projection.
 #[derive(Default)]
 pub struct TierProjection {
-    members: HashMap<String, Dirty<TierMember>>,
-    days: HashMap<(String, i64), Dirty<QualifyingDay>>,
-    counts: HashMap<(String, String), Dirty<i64>>,
+    members: RowCache<String, TierMember>,
+    days: RowCache<(String, i64), QualifyingDay>,
+    counts: RowCache<(String, String), i64>,
 }
 
 impl TierProjection {
@@ -122,8 +121,7 @@ impl TierProjection {
         delta: i64,
         position: u64,
     ) -> Result<(), ViewError> {
-        let count = cached(
-            &mut self.counts,
+        let count = self.counts.get_mut(
             rows,
             (program_id.to_owned(), tier.to_owned()),
             &count_key(program_id, tier),
@@ -148,8 +146,7 @@ impl TierProjection {
         spend_minor_units: i64,
         position: u64,
     ) -> Result<(), ViewError> {
-        let entry = cached(
-            &mut self.days,
+        let entry = self.days.get_mut(
             rows,
             (stream.to_owned(), day),
             &day_key(stream, day),
@@ -177,8 +174,7 @@ impl Projection for TierProjection {
             return Ok(());
         };
         let stream = event.stream.as_str();
-        let member = cached(
-            &mut self.members,
+        let member = self.members.get_mut(
             rows,
             event.stream.clone(),
             &keyed(b'm', stream),
@@ -234,21 +230,12 @@ impl Projection for TierProjection {
     }
 
     fn flush(&mut self, rows: &mut RowWriter<'_>) {
-        for (stream, member) in &mut self.members {
-            if std::mem::take(&mut member.dirty) {
-                rows.put_value(&keyed(b'm', stream), &member.value);
-            }
-        }
-        for ((stream, day), entry) in &mut self.days {
-            if std::mem::take(&mut entry.dirty) {
-                rows.put_value(&day_key(stream, *day), &entry.value);
-            }
-        }
-        for ((program, tier), count) in &mut self.counts {
-            if std::mem::take(&mut count.dirty) {
-                rows.put_value(&count_key(program, tier), &count.value);
-            }
-        }
+        self.members
+            .flush(|stream, member| rows.put_value(&keyed(b'm', stream), member));
+        self.days
+            .flush(|(stream, day), entry| rows.put_value(&day_key(stream, *day), entry));
+        self.counts
+            .flush(|(program, tier), count| rows.put_value(&count_key(program, tier), count));
         let entries = self.members.len() + self.days.len() + self.counts.len();
         if entries > CACHED_ENTRIES_MAX {
             self.reset();
@@ -256,10 +243,9 @@ impl Projection for TierProjection {
     }
 
     fn reset(&mut self) {
-        // New maps, not `clear()`: a cleared map keeps its capacity.
-        self.members = Default::default();
-        self.days = Default::default();
-        self.counts = Default::default();
+        self.members.reset();
+        self.days.reset();
+        self.counts.reset();
     }
 }
 

@@ -427,13 +427,14 @@ pub(super) fn draw_fefo(
     amount: Points,
     skip: Option<LotId>,
 ) -> (Vec<LotDraw>, Points) {
-    let mut lots: Vec<&OpenLot> = member
-        .lots()
-        .filter(|lot| !lot.is_pending() && Some(lot.lot_id()) != skip)
-        .collect();
-    lots.sort_by_key(|lot| lot.fefo_key());
     let mut missing = amount.get();
     let mut draws = Vec::new();
+    // The FEFO index, not a sort of every lot: a member with years of
+    // purchases has thousands of open lots, and a redeem usually needs the
+    // first few.
+    let lots = member
+        .lots_fefo()
+        .filter(|lot| !lot.is_pending() && Some(lot.lot_id()) != skip);
     for lot in lots {
         if missing <= 0 {
             break;

@@ -160,6 +160,22 @@ impl Lots {
             .filter_map(|(_, lot_id)| self.by_id.get(lot_id))
     }
 
+    /// Open lots first-expiring first: expiring lots by `(expires_at_us,
+    /// lot id)` from the expiry index, then the lots that never expire by
+    /// lot id, which is [`OpenLot::fefo_key`] order. Lazy, so a draw that
+    /// the first few lots cover reads only those.
+    pub(super) fn fefo(&self) -> impl Iterator<Item = &OpenLot> {
+        let expiring = self
+            .expiring_by_time
+            .iter()
+            .filter_map(|(_, lot_id)| self.by_id.get(lot_id));
+        let never = self
+            .by_id
+            .values()
+            .filter(|lot| lot.expires_at_us().is_none());
+        expiring.chain(never)
+    }
+
     fn index(&mut self, lot: &OpenLot) {
         if lot.is_pending() {
             self.pending_by_time
@@ -348,6 +364,12 @@ impl Member {
         self.lots.values()
     }
 
+    /// Open lots first-expiring first (ties by lot id, never-expiring lots
+    /// last): [`OpenLot::fefo_key`] order.
+    pub fn lots_fefo(&self) -> impl Iterator<Item = &OpenLot> {
+        self.lots.fefo()
+    }
+
     /// One open lot.
     pub fn lot(&self, lot_id: LotId) -> Option<&OpenLot> {
         self.lots.get(lot_id)
@@ -356,6 +378,13 @@ impl Member {
     /// How many lots are open.
     pub fn open_lot_count(&self) -> usize {
         self.lots.len()
+    }
+
+    /// How many entries the member's state keeps (open lots, purchases and
+    /// redemptions still returnable or cancellable, qualifying days): what
+    /// encoding it costs grows with this.
+    pub fn entry_count(&self) -> usize {
+        self.lots.len() + self.purchases.len() + self.redemptions.len() + self.qualifying.len()
     }
 
     /// The id the next created lot gets.

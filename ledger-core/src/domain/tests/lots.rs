@@ -5,6 +5,7 @@
 //! of its lots encoded alone, then decoded and compared in full.
 
 use super::*;
+use crate::domain::member::Lots;
 use std::collections::BTreeMap;
 
 #[test]
@@ -42,4 +43,43 @@ fn lots_encode_as_their_map_and_decode_with_their_indexes() {
         decoded.next_due(&given.rules),
         given.member.next_due(&given.rules)
     );
+}
+
+/// The FEFO iterator that draws use gives exactly the order of sorting
+/// every open lot by `fefo_key`. Method: lots with expiries out of id order,
+/// equal expiries, never-expiring lots between them by id, and a pending
+/// lot, inserted in a scrambled order.
+#[test]
+fn fefo_iterates_in_fefo_key_order() {
+    let lot = |id: u64, expires_at_us: Option<i64>, pending: bool| {
+        OpenLot::new(
+            Lot {
+                lot_id: LotId::new(id),
+                points: Points::new(10),
+                earned_at_us: 0,
+                available_at_us: 0,
+                expires_at_us,
+            },
+            Points::new(10),
+            pending,
+        )
+    };
+    let mut lots = Lots::default();
+    for open in [
+        lot(5, Some(300), false),
+        lot(1, None, false),
+        lot(3, Some(100), false),
+        lot(7, Some(100), true),
+        lot(2, Some(300), false),
+        lot(6, None, false),
+        lot(4, Some(200), false),
+    ] {
+        lots.insert(open);
+    }
+    let mut sorted: Vec<&OpenLot> = lots.values().collect();
+    sorted.sort_by_key(|lot| lot.fefo_key());
+    let by_sort: Vec<u64> = sorted.iter().map(|lot| lot.lot_id().get()).collect();
+    let by_index: Vec<u64> = lots.fefo().map(|lot| lot.lot_id().get()).collect();
+    assert_eq!(by_index, by_sort);
+    assert_eq!(by_index, vec![3, 7, 4, 2, 5, 1, 6]);
 }
