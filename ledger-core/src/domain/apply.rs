@@ -107,7 +107,6 @@ fn apply_redeemed(state: &mut Member, redeemed: &PointsRedeemed, now_us: i64) {
             points: redeemed.points,
             draws,
             cancelled: false,
-            longest_inactive_gap_us: 0,
         },
     );
 }
@@ -310,15 +309,29 @@ fn take_draws(state: &mut Member, draws: &[LotDraw]) {
     }
 }
 
-/// An earn or a redeem: closes the current inactivity gap, which every open
-/// redemption made before it remembers (see `Redemption`).
+/// An earn or a redeem: closes the current inactivity gap, which the
+/// redemptions made before it must be able to ask about (see
+/// `Member::activity_gaps`). Amortized constant time: each gap is pushed
+/// once and dropped at most once.
 fn note_activity(state: &mut Member, now_us: i64) {
-    let last_us = state.last_activity_us;
-    let gap_us = now_us.saturating_sub(last_us);
-    for redemption in state.redemptions.values_mut() {
-        if !redemption.cancelled && redemption.redeemed_at_us <= last_us {
-            redemption.longest_inactive_gap_us = redemption.longest_inactive_gap_us.max(gap_us);
+    let start_us = state.last_activity_us;
+    let gap_us = now_us.saturating_sub(start_us);
+    if gap_us > 0 {
+        while state
+            .activity_gaps
+            .last()
+            .is_some_and(|(_, length_us)| *length_us <= gap_us)
+        {
+            state.activity_gaps.pop();
         }
+        debug_assert!(
+            state
+                .activity_gaps
+                .last()
+                .is_none_or(|(last_start_us, _)| *last_start_us < start_us),
+            "activity gaps: starts ascending"
+        );
+        state.activity_gaps.push((start_us, gap_us));
     }
     state.last_activity_us = now_us;
 }
@@ -351,6 +364,12 @@ fn prune(state: &mut Member, now_us: i64) {
     state
         .redemptions
         .retain(|_, redemption| redemption.redeemed_at_us >= oldest_us);
+    // Only redemptions kept ask about gaps, and they ask about those that
+    // start after they were made.
+    let first = state
+        .activity_gaps
+        .partition_point(|(start_us, _)| *start_us < oldest_us);
+    state.activity_gaps.drain(..first);
 }
 
 /// The hot invariants, checked after every event in debug builds.

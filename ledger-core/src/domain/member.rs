@@ -43,6 +43,14 @@ pub struct Member {
     pub(super) purchases: BTreeMap<String, Purchase>,
     pub(super) redemptions: BTreeMap<String, Redemption>,
     pub(super) last_activity_us: i64,
+    /// The inactivity gaps that activities closed, as `(start, length)`:
+    /// starts ascending, lengths strictly descending. A gap that starts
+    /// later and lasts longer than one before it hides that one from every
+    /// question asked (the longest gap since an instant), so it is dropped;
+    /// the first gap starting at or after an instant is the longest since.
+    /// This replaces a running maximum in every open redemption, which made
+    /// each earn cost as much as the member's redemptions.
+    pub(super) activity_gaps: Vec<(i64, i64)>,
 }
 
 /// A member's open lots by id, with two due-time indexes: pending lots by
@@ -257,10 +265,6 @@ pub struct Redemption {
     pub draws: Vec<(Lot, Points)>,
     /// Cancelled already.
     pub cancelled: bool,
-    /// Longest closed gap between activities since the redemption: if it
-    /// reached the inactivity period, the points would have expired had they
-    /// not been redeemed, so a cancel gives them back expired.
-    pub longest_inactive_gap_us: i64,
 }
 
 /// A kind of time-driven work. The order is the order in which work due at
@@ -384,7 +388,24 @@ impl Member {
     /// redemptions still returnable or cancellable, qualifying days): what
     /// encoding it costs grows with this.
     pub fn entry_count(&self) -> usize {
-        self.lots.len() + self.purchases.len() + self.redemptions.len() + self.qualifying.len()
+        self.lots.len()
+            + self.purchases.len()
+            + self.redemptions.len()
+            + self.qualifying.len()
+            + self.activity_gaps.len()
+    }
+
+    /// The longest gap between two activities that began at or after
+    /// `since_us` (0 when none): for a redemption made at `since_us`, if it
+    /// reached the inactivity period, the points would have expired had they
+    /// not been redeemed, so a cancel gives them back expired.
+    pub fn longest_inactive_gap_since(&self, since_us: i64) -> i64 {
+        let first = self
+            .activity_gaps
+            .partition_point(|(start_us, _)| *start_us < since_us);
+        self.activity_gaps
+            .get(first)
+            .map_or(0, |(_, length_us)| *length_us)
     }
 
     /// The id the next created lot gets.

@@ -82,7 +82,10 @@ pub(super) fn cancel(
     }
     let inactive = rules.inactivity_expiry_us().is_some_and(|period_us| {
         let open_gap_us = now_us.saturating_sub(member.last_activity_us());
-        redemption.longest_inactive_gap_us.max(open_gap_us) >= period_us
+        member
+            .longest_inactive_gap_since(redemption.redeemed_at_us)
+            .max(open_gap_us)
+            >= period_us
     });
     let mut restored = Vec::new();
     let mut expired = Vec::new();

@@ -47,7 +47,7 @@ pub fn snapshot_interval(member: &Member, every_events: u64, entries_per_event: 
     every_events.max(entries / entries_per_event.max(1))
 }
 /// Bumped whenever [`Member`]'s shape changes: older snapshots are ignored.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 1;
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
 
 /// A command of the ledger, as the writer receives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -89,6 +89,9 @@ struct Cached {
     snapshot_version: u64,
     /// The due entry currently stored for this member.
     due: Option<(i64, u8)>,
+    /// Decided for again since it was loaded or last trimmed: a trim keeps
+    /// these.
+    used: bool,
 }
 
 /// The decider of a real ledger: programs and members in memory.
@@ -188,9 +191,12 @@ impl LedgerDecider {
     }
 
     fn load_member(&mut self, store: &Store, stream: &StreamName) -> Result<(), DecideError> {
-        if !self.members.contains_key(stream) {
-            let cached = load_cached(store, stream, true)?;
-            self.members.insert(stream.clone(), cached);
+        match self.members.get_mut(stream) {
+            Some(cached) => cached.used = true,
+            None => {
+                let cached = load_cached(store, stream, true)?;
+                self.members.insert(stream.clone(), cached);
+            }
         }
         Ok(())
     }
@@ -366,6 +372,7 @@ fn load_cached(
         stream_version,
         snapshot_version,
         due,
+        used: false,
     })
 }
 
@@ -543,8 +550,16 @@ impl Decider for LedgerDecider {
         self.members.len() > MEMBER_CACHE_ENTRIES_MAX
     }
 
+    /// Keeps the members decided for more than once since they were loaded
+    /// or last trimmed, when they are at most half the bound (so the hot
+    /// members of a skewed population stay loaded), else forgets every
+    /// member.
     fn trim(&mut self) {
-        self.members.clear();
+        self.members
+            .retain(|_, cached| std::mem::take(&mut cached.used));
+        if self.members.len() > MEMBER_CACHE_ENTRIES_MAX / 2 {
+            self.members = HashMap::new();
+        }
         self.dirty.clear();
     }
 }

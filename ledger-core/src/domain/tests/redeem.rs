@@ -164,3 +164,38 @@ fn cancel_after_an_inactivity_period_gives_points_back_expired() {
     assert_eq!(given.balance(), 5);
     given.check_replay();
 }
+
+#[test]
+fn a_gap_before_the_redemption_does_not_expire_its_cancel() {
+    // A gap longer than the inactivity period closed before the redemption,
+    // then shorter ones after it: only the gaps after it count, and none of
+    // them reached the period, so the cancel gives the points back. A second
+    // redemption made before the long gap is given back expired.
+    let mut given = Given::new(rules_with(|raw| raw.inactivity_expiry_days = 365));
+    given.run(purchase("a", usd(10_00), &[]), t0());
+    given.run(redeem("early", 4), t0() + DAY_US);
+    given.run(purchase("b", usd(10_00), &[]), t0() + 400 * DAY_US);
+    given.run(redeem("late", 5), t0() + 401 * DAY_US);
+    given.run(purchase("c", usd(1_00), &[]), t0() + 500 * DAY_US);
+    given.run(purchase("d", usd(1_00), &[]), t0() + 520 * DAY_US);
+    let events = given.run(cancel("late"), t0() + 530 * DAY_US);
+    let EventKind::RedemptionCancelled(cancelled) = &events[0].kind else {
+        panic!("expected a cancellation")
+    };
+    assert!(cancelled.expired.is_empty(), "{cancelled:?}");
+    assert_eq!(
+        cancelled
+            .restored
+            .iter()
+            .map(|d| d.points.get())
+            .sum::<i64>(),
+        5
+    );
+    let events = given.run(cancel("early"), t0() + 531 * DAY_US);
+    let EventKind::RedemptionCancelled(cancelled) = &events[0].kind else {
+        panic!("expected a cancellation")
+    };
+    assert!(cancelled.restored.is_empty(), "{cancelled:?}");
+    assert_eq!(cancelled.expired, vec![draw(1, 4)]);
+    given.check_replay();
+}
