@@ -14,6 +14,7 @@
 //!
 //! Without `--metrics` no recorder is installed and every record is a no-op.
 
+use ledger_core::store::Store;
 use ledger_core::writer::{
     METRIC_BATCH_EVENTS, METRIC_EVENTS_APPENDED, METRIC_FSYNC_SECONDS, METRIC_HEAD_POSITION,
     METRIC_QUEUE_DEPTH,
@@ -33,6 +34,8 @@ use tonic::codegen::http;
 const REQUESTS: &str = "ledger_requests_total";
 const REQUEST_SECONDS: &str = "ledger_request_duration_seconds";
 const VIEW_LAG: &str = "ledger_projection_lag_events";
+/// Bytes RocksDB holds in memory, by kind.
+const ROCKSDB_MEMORY: &str = "ledger_rocksdb_memory_bytes";
 
 /// How often the gauges are sampled.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -84,22 +87,53 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
         "last position a view has folded, by view"
     );
     describe_gauge!(VIEW_LAG, "events a view is behind the head, by view");
+    describe_gauge!(
+        ROCKSDB_MEMORY,
+        Unit::Bytes,
+        "memory RocksDB holds: memtables, block cache, table readers"
+    );
     tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
     Ok(())
 }
 
-/// Samples each view's lag every [`SAMPLE_INTERVAL`] until `stopping` turns
-/// true.
-pub async fn sample(views: Arc<Runtime>, mut stopping: tokio::sync::watch::Receiver<bool>) {
-    let mut ticks = tokio::time::interval(SAMPLE_INTERVAL);
-    loop {
-        tokio::select! {
-            _ = ticks.tick() => {}
-            _ = stopping.wait_for(|stopping| *stopping) => return,
+/// Samples each view's lag and RocksDB's memory every [`SAMPLE_INTERVAL`]
+/// until `stopping` turns true. The first sample is taken before this
+/// returns its future, so the gauges exist before the server takes calls.
+pub fn sample(
+    views: Arc<Runtime>,
+    store: Store,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+) -> impl Future<Output = ()> + Send {
+    sample_once(&views, &store);
+    async move {
+        let mut ticks = tokio::time::interval(SAMPLE_INTERVAL);
+        // The first tick completes at once: the sample above was it.
+        ticks.tick().await;
+        loop {
+            tokio::select! {
+                _ = ticks.tick() => {}
+                _ = stopping.wait_for(|stopping| *stopping) => return,
+            }
+            sample_once(&views, &store);
         }
-        for status in views.status() {
-            metrics::gauge!(VIEW_LAG, "view" => status.name).set(status.lag_events as f64);
+    }
+}
+
+fn sample_once(views: &Runtime, store: &Store) {
+    for status in views.status() {
+        metrics::gauge!(VIEW_LAG, "view" => status.name).set(status.lag_events as f64);
+    }
+    match store.memory_usage() {
+        Ok(usage) => {
+            for (kind, bytes) in [
+                ("memtables", usage.memtables_bytes),
+                ("block_cache", usage.block_cache_bytes),
+                ("table_readers", usage.table_readers_bytes),
+            ] {
+                metrics::gauge!(ROCKSDB_MEMORY, "kind" => kind).set(bytes as f64);
+            }
         }
+        Err(error) => tracing::warn!(%error, "reading RocksDB's memory usage"),
     }
 }
 

@@ -243,7 +243,11 @@ impl Bound {
         let reports = ReportsService::new(store.clone(), views.clone(), clock.clone());
         let scheduler = Scheduler::new(store.clone(), writer.handle(), clock);
         let mut stopping = stopping_rx.clone();
-        let sampler = tokio::spawn(crate::metrics::sample(views.clone(), stopping_rx.clone()));
+        let sampler = tokio::spawn(crate::metrics::sample(
+            views.clone(),
+            store.clone(),
+            stopping_rx.clone(),
+        ));
         let scheduler = tokio::spawn(scheduler.run(SCHEDULER_INTERVAL, stopping_rx));
         // Serving once the views have caught up with the log as it was at
         // start; until then health says NOT_SERVING (registered now, so a

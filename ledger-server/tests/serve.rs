@@ -226,6 +226,16 @@ async fn metrics_count_calls_commits_and_views() {
         sample(&metrics, "ledger_writer_queue_depth", &[]).is_some(),
         "{metrics}"
     );
+    // The events above are in a memtable until RocksDB flushes it.
+    assert!(
+        sample(
+            &metrics,
+            "ledger_rocksdb_memory_bytes",
+            &[r#"kind="memtables""#]
+        )
+        .is_some_and(|bytes| bytes > 0.0),
+        "{metrics}"
+    );
     server.stop();
 }
 

@@ -263,6 +263,18 @@ fn db_options(create: bool) -> (Options, Vec<ColumnFamilyDescriptor>) {
     (options, descriptors)
 }
 
+/// RocksDB's memory, from [`Store::memory_usage`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryUsage {
+    /// Memtables, mutable and immutable (bounded by `MEMTABLES_BYTES_MAX`,
+    /// softly: a memtable being flushed still counts).
+    pub memtables_bytes: u64,
+    /// The shared block cache (bounded by `BLOCK_CACHE_BYTES`).
+    pub block_cache_bytes: u64,
+    /// Index and filter blocks of open table files, outside the cache.
+    pub table_readers_bytes: u64,
+}
+
 impl Store {
     /// Opens (creating if needed) the store in `path`.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
@@ -291,6 +303,25 @@ impl Store {
     /// The write seam's fault injector (tests).
     pub fn faults(&self) -> &WriteFaults {
         &self.faults
+    }
+
+    /// What RocksDB holds in memory now: memtables and table readers summed
+    /// over the column families, and the block cache they share.
+    pub fn memory_usage(&self) -> Result<MemoryUsage, StoreError> {
+        let mut usage = MemoryUsage::default();
+        for name in COLUMN_FAMILIES {
+            let cf = self.cf(name);
+            let property = |property: &str| -> Result<u64, StoreError> {
+                Ok(self.db.property_int_value_cf(cf, property)?.unwrap_or(0))
+            };
+            usage.memtables_bytes += property("rocksdb.cur-size-all-mem-tables")?;
+            usage.table_readers_bytes += property("rocksdb.estimate-table-readers-mem")?;
+            // One cache for every family: each reports the same usage.
+            usage.block_cache_bytes = usage
+                .block_cache_bytes
+                .max(property("rocksdb.block-cache-usage")?);
+        }
+        Ok(usage)
     }
 
     /// The underlying database, for crates that keep their own column

@@ -3,6 +3,9 @@
 use super::{CF_CHAIN, CF_LOG, Store, decode_record, keys};
 use crate::chain::{ChainHash, Head};
 use crate::error::StoreError;
+use rocksdb::ReadOptions;
+use std::ops::Range;
+use std::sync::mpsc;
 
 /// What a verification found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,6 +34,54 @@ pub struct VerifyProgress {
     pub total: u64,
 }
 
+/// Records one scan chunk carries from the reading thread to the checking
+/// one.
+const SCAN_CHUNK_RECORDS: usize = crate::limits::READ_CHUNK_RECORDS;
+/// Chunks read ahead of the check.
+const SCAN_CHUNKS_AHEAD: usize = 4;
+/// RocksDB's readahead for the two sequential scans.
+const SCAN_READAHEAD_BYTES: usize = 2 << 20;
+
+/// One record as the reading thread found it, its bytes in the chunk's
+/// buffer.
+struct Scanned {
+    /// The position its log key names (`None`: a key that names none).
+    position: Option<u64>,
+    record: Range<usize>,
+    /// The chain hash stored under the same key, if the chain has that key
+    /// where the log has it.
+    hash: Option<Range<usize>>,
+}
+
+/// Consecutive records, in log order, and how the scan ended after them.
+#[derive(Default)]
+struct ScanChunk {
+    records: Vec<Scanned>,
+    bytes: Vec<u8>,
+    /// Set on the last chunk: the log ended early (`Ok(false)`: no more
+    /// records; an error: the iterator failed), or the head was reached
+    /// (`Ok(true)` when a record lies past it).
+    end: Option<Result<bool, StoreError>>,
+}
+
+impl ScanChunk {
+    fn push(&mut self, position: Option<u64>, record: &[u8], hash: Option<&[u8]>) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(record);
+        let record = start..self.bytes.len();
+        let hash = hash.map(|hash| {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(hash);
+            start..self.bytes.len()
+        });
+        self.records.push(Scanned {
+            position,
+            record,
+            hash,
+        });
+    }
+}
+
 impl Store {
     /// Recomputes the chain from genesis up to the head read at the start,
     /// calling `progress` after each chunk of records.
@@ -39,6 +90,11 @@ impl Store {
     /// recomputed one, whose record does not decode or claims another
     /// position, or that is missing. Records appended while it runs are not
     /// checked (they are past the head it read).
+    ///
+    /// Two threads: one reads the log and the chain in chunks, the caller's
+    /// decodes and hashes them in order. Reading and checking cost about the
+    /// same per record, so the pipeline nearly halves the time on two
+    /// cores.
     pub fn verify(
         &self,
         mut progress: impl FnMut(VerifyProgress),
@@ -51,39 +107,110 @@ impl Store {
             None => Head::default(),
             Some(bytes) => super::decode_head(&bytes)?,
         };
-        let mut hash = ChainHash::GENESIS;
-        let mut next = 1u64;
-        let mut log = snapshot.raw_iterator_cf(self.cf(CF_LOG));
-        let mut chain = snapshot.raw_iterator_cf(self.cf(CF_CHAIN));
+        let (chunks, scanned) = mpsc::sync_channel::<ScanChunk>(SCAN_CHUNKS_AHEAD);
+        std::thread::scope(|scope| {
+            let snapshot = &snapshot;
+            std::thread::Builder::new()
+                .name("ledger-verify-read".into())
+                .spawn_scoped(scope, move || self.scan(snapshot, head.position, &chunks))
+                .map_err(|error| StoreError::Corrupt {
+                    position: 0,
+                    reason: format!("cannot start the reading thread: {error}"),
+                })?;
+            // Returning drops `scanned`: a reader still sending stops.
+            check_scanned(&scanned, head, &mut progress)
+        })
+    }
+
+    /// The reading side of [`Store::verify`]: sends `head_position` records
+    /// (fewer if the log ends first) in chunks, then how the scan ended.
+    /// Stops when the checking side hangs up.
+    fn scan(
+        &self,
+        snapshot: &rocksdb::SnapshotWithThreadMode<'_, rocksdb::DB>,
+        head_position: u64,
+        chunks: &mpsc::SyncSender<ScanChunk>,
+    ) {
+        let options = || {
+            let mut options = ReadOptions::default();
+            // A scan of the whole log would evict what the server reads.
+            options.fill_cache(false);
+            options.set_readahead_size(SCAN_READAHEAD_BYTES);
+            options
+        };
+        let mut log = snapshot.raw_iterator_cf_opt(self.cf(CF_LOG), options());
+        let mut chain = snapshot.raw_iterator_cf_opt(self.cf(CF_CHAIN), options());
         log.seek(keys::position_key(1));
         chain.seek(keys::position_key(1));
-        while next <= head.position {
-            let mismatch = |reason: String| VerifyOutcome::Mismatch {
-                position: next,
-                reason,
-            };
-            let (Some(key), Some(bytes)) = (log.key(), log.value()) else {
-                log.status()?;
-                return Ok(mismatch("record is missing".into()));
-            };
-            if keys::parse_position_key(key) != Some(next) {
-                return Ok(mismatch(
-                    "record is missing (the log skips this position)".into(),
-                ));
+        let mut chunk = ScanChunk::default();
+        let mut read = 0u64;
+        let end = loop {
+            if read == head_position {
+                break log.status().map(|()| log.key().is_some());
             }
+            let (Some(key), Some(record)) = (log.key(), log.value()) else {
+                break log.status().map(|()| false);
+            };
+            let hash = match (chain.key(), chain.value()) {
+                (Some(chain_key), Some(value)) if chain_key == key => Some(value),
+                _ => None,
+            };
+            chunk.push(keys::parse_position_key(key), record, hash);
+            read += 1;
+            log.next();
+            chain.next();
+            if chunk.records.len() == SCAN_CHUNK_RECORDS
+                && chunks.send(std::mem::take(&mut chunk)).is_err()
+            {
+                return;
+            }
+        };
+        let end = end.and_then(|past_head| chain.status().map(|()| past_head));
+        chunk.end = Some(end.map_err(StoreError::from));
+        // The checking side may have stopped at a mismatch already.
+        let _ = chunks.send(chunk);
+    }
+}
+
+/// The checking side of [`Store::verify`].
+fn check_scanned(
+    scanned: &mpsc::Receiver<ScanChunk>,
+    head: Head,
+    progress: &mut impl FnMut(VerifyProgress),
+) -> Result<VerifyOutcome, StoreError> {
+    let mut hash = ChainHash::GENESIS;
+    let mut next = 1u64;
+    let mismatch = |position: u64, reason: String| Ok(VerifyOutcome::Mismatch { position, reason });
+    loop {
+        let Ok(chunk) = scanned.recv() else {
+            return Err(StoreError::Corrupt {
+                position: next,
+                reason: "the reading thread stopped".into(),
+            });
+        };
+        for entry in &chunk.records {
+            if entry.position != Some(next) {
+                return mismatch(
+                    next,
+                    "record is missing (the log skips this position)".into(),
+                );
+            }
+            let bytes = &chunk.bytes[entry.record.clone()];
             if let Err(error) = decode_record(next, bytes) {
-                return Ok(mismatch(error.to_string()));
+                return mismatch(next, error.to_string());
             }
             hash = hash.next(next, bytes);
-            let stored = match (chain.key(), chain.value()) {
-                (Some(chain_key), Some(value)) if chain_key == key => value,
-                _ => return Ok(mismatch("no chain hash is stored".into())),
+            let Some(stored) = entry.hash.clone() else {
+                return mismatch(next, "no chain hash is stored".into());
             };
-            if stored != hash.0.as_slice() {
-                return Ok(mismatch(format!(
-                    "recomputed hash {} differs from the stored one",
-                    hash.to_hex()
-                )));
+            if chunk.bytes[stored] != hash.0 {
+                return mismatch(
+                    next,
+                    format!(
+                        "recomputed hash {} differs from the stored one",
+                        hash.to_hex()
+                    ),
+                );
             }
             if next.is_multiple_of(crate::limits::READ_CHUNK_RECORDS as u64) {
                 progress(VerifyProgress {
@@ -92,27 +219,28 @@ impl Store {
                 });
             }
             next += 1;
-            log.next();
-            chain.next();
         }
-        log.status()?;
-        chain.status()?;
-        if log.key().is_some() {
-            return Ok(VerifyOutcome::Mismatch {
-                position: head.position + 1,
-                reason: "a record lies past the head".into(),
-            });
+        match chunk.end {
+            None => continue,
+            Some(Err(error)) => return Err(error),
+            Some(Ok(_)) if next <= head.position => {
+                return mismatch(next, "record is missing".into());
+            }
+            Some(Ok(true)) => {
+                return mismatch(head.position + 1, "a record lies past the head".into());
+            }
+            Some(Ok(false)) => break,
         }
-        progress(VerifyProgress {
-            checked: head.position,
-            total: head.position,
-        });
-        if hash != head.hash {
-            return Ok(VerifyOutcome::Mismatch {
-                position: head.position,
-                reason: "the stored head hash differs from the recomputed chain".into(),
-            });
-        }
-        Ok(VerifyOutcome::Verified { head })
     }
+    progress(VerifyProgress {
+        checked: head.position,
+        total: head.position,
+    });
+    if hash != head.hash {
+        return mismatch(
+            head.position,
+            "the stored head hash differs from the recomputed chain".into(),
+        );
+    }
+    Ok(VerifyOutcome::Verified { head })
 }
