@@ -595,18 +595,34 @@ impl Store {
         max: usize,
     ) -> Result<Vec<StoredRecord>, StoreError> {
         let positions = self.stream_positions(stream, from_version, max)?;
+        // Point lookups, not a range read per position: a stream's records
+        // lie far apart in the log, and each range read would make and seek
+        // two iterators over every level.
+        let log = self.cf(CF_LOG);
+        let chain = self.cf(CF_CHAIN);
+        let keys: Vec<[u8; 8]> = positions
+            .iter()
+            .map(|(_, position)| keys::position_key(*position))
+            .collect();
+        let records = self.db.batched_multi_get_cf(log, &keys, true);
+        let hashes = self.db.batched_multi_get_cf(chain, &keys, true);
         let mut out = Vec::with_capacity(positions.len());
-        for (_, position) in positions {
-            let mut one = self.read_range(position, position, 1)?;
-            match one.pop() {
-                Some(record) => out.push(record),
-                None => {
-                    return Err(StoreError::Corrupt {
-                        position,
-                        reason: format!("stream {stream} indexes a missing record"),
-                    });
-                }
-            }
+        for (((_, position), record), hash) in positions.into_iter().zip(records).zip(hashes) {
+            let missing = |what: &str| StoreError::Corrupt {
+                position,
+                reason: format!("stream {stream} indexes a missing {what}"),
+            };
+            let bytes = record?.ok_or_else(|| missing("record"))?;
+            let hash = hash?.ok_or_else(|| missing("chain hash"))?;
+            let hash: [u8; 32] = hash
+                .as_ref()
+                .try_into()
+                .map_err(|_| missing("chain hash of 32 bytes"))?;
+            out.push(StoredRecord {
+                position,
+                bytes: bytes.to_vec(),
+                hash: ChainHash(hash),
+            });
         }
         Ok(out)
     }
