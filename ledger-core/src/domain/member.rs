@@ -385,8 +385,8 @@ impl Member {
     }
 
     /// How many entries the member's state keeps (open lots, purchases and
-    /// redemptions still returnable or cancellable, qualifying days): what
-    /// encoding it costs grows with this.
+    /// redemptions still returnable or cancellable, qualifying days,
+    /// inactivity gaps): what encoding it costs grows with this.
     pub fn entry_count(&self) -> usize {
         self.lots.len()
             + self.purchases.len()

@@ -26,7 +26,7 @@ use std::sync::Arc;
 
 /// Members kept in memory before the cache is trimmed. Each costs a few KiB
 /// however small (its B-tree nodes); at 50,000 a server that had populated
-/// 1,000,000 members held 523 MiB, at 25,000 it holds 450 MiB. A miss
+/// 1,000,000 members held 523 MiB, at 25,000 it holds 450-462 MiB. A miss
 /// costs a snapshot read and the stream's tail (see BENCHMARKS.md).
 pub const MEMBER_CACHE_ENTRIES_MAX: usize = 25_000;
 /// A member's snapshot is rewritten once its stream has grown by this many
