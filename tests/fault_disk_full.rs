@@ -28,14 +28,11 @@ mod common;
 
 use common::faults::{
     Answer, DEFAULT_PROGRAM_KEY, Write, accepted, assert_log_holds_exactly,
-    assert_read_all_reaches, assert_views_equal_rebuild, available, balance, head, last_position,
-    poll_views, poll_views_live_at, retry_until_accepted, send_concurrently,
+    assert_read_all_reaches, available, balance, head, last_position, poll_views,
+    poll_views_live_at, retry_each_after_head, send_concurrently, stop_and_check,
 };
 use common::server::{Server, award, enroll, purchase, redeem};
-use ledger_core::store::{
-    CF_CHAIN, CF_DUE, CF_IDEMPOTENCY, CF_LOG, CF_SNAPSHOTS, CF_STREAM_INDEX, CF_VIEWS,
-    FreeSpaceReserve, Store,
-};
+use ledger_core::store::{COLUMN_FAMILIES, FreeSpaceReserve, Store};
 use ledger_server::status::DISK_FULL_MESSAGE;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -52,16 +49,6 @@ const TMPFS_MIB: u64 = 512;
 /// The guard's reserves in the first test, small against the filesystem.
 const LOG_RESERVE_BYTES: u64 = 48 << 20;
 const VIEWS_RESERVE_BYTES: u64 = 24 << 20;
-
-const COLUMN_FAMILIES: [&str; 7] = [
-    CF_LOG,
-    CF_STREAM_INDEX,
-    CF_IDEMPOTENCY,
-    CF_CHAIN,
-    CF_SNAPSHOTS,
-    CF_DUE,
-    CF_VIEWS,
-];
 
 /// A tmpfs of its own, unmounted when dropped.
 struct Tmpfs {
@@ -228,16 +215,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers_without_a_restart()
     // 6. Space is freed: the same requests go through now, as new commands
     //    after the head, with no restart.
     std::fs::remove_file(&ballast).expect("remove the ballast");
-    for write in &refused {
-        let retried = retry_until_accepted(&server, write).await;
-        for ack in &retried {
-            assert!(
-                ack.first_position > last_ack,
-                "{ack:?} comes after the head"
-            );
-        }
-        acks.extend(retried);
-    }
+    acks.extend(retry_each_after_head(&server, &refused, last_ack).await);
     let later = [Write::Award(award("ann", "award-ann-later", 1))];
     let answers = send_concurrently(&server, &later).await;
     acks.extend(accepted(&later, answers));
@@ -252,12 +230,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers_without_a_restart()
     // 8. After the stop: the log holds exactly what was acknowledged, and
     //    the views equal a rebuild.
     drop(store);
-    let (store, _) = server.stop_keeping_store().await;
-    assert_eq!(
-        assert_log_holds_exactly(&store, &acks, &[DEFAULT_PROGRAM_KEY]),
-        last_ack
-    );
-    assert_views_equal_rebuild(&store);
+    let (store, _) = stop_and_check(server, &acks, last_ack).await;
     drop(store);
     drop(tmpfs);
 }
@@ -324,28 +297,14 @@ async fn rocksdb_out_of_space_refuses_writes_until_it_recovers_by_itself() {
     // every five seconds and resumes by itself; until then writes are
     // still refused, so each refused request is retried until accepted.
     std::fs::remove_file(&ballast).expect("remove the ballast");
-    for write in &refused {
-        let retried = retry_until_accepted(&server, write).await;
-        for ack in &retried {
-            assert!(
-                ack.first_position > last_ack,
-                "{ack:?} comes after the head"
-            );
-        }
-        acks.extend(retried);
-    }
+    acks.extend(retry_each_after_head(&server, &refused, last_ack).await);
     let last_ack = last_position(&acks);
     poll_views_live_at(&mut admin, last_ack).await;
     let after = balance(&server, "ann", last_ack).await;
     assert_eq!(available(&after), 100 + 5 - 10, "{after:?}");
 
     drop(store);
-    let (store, _) = server.stop_keeping_store().await;
-    assert_eq!(
-        assert_log_holds_exactly(&store, &acks, &[DEFAULT_PROGRAM_KEY]),
-        last_ack
-    );
-    assert_views_equal_rebuild(&store);
+    let (store, _) = stop_and_check(server, &acks, last_ack).await;
     // The refused appends may have left a torn record in the write-ahead
     // log file they failed in: a restart replays none of them.
     drop(store);
@@ -395,18 +354,11 @@ async fn a_server_restarted_on_a_full_disk_serves_reads_and_writes_once_space_is
     assert_refused_for_disk_full(&refused, &answers);
 
     std::fs::remove_file(&ballast).expect("remove the ballast");
-    for write in &refused {
-        acks.extend(retry_until_accepted(&server, write).await);
-    }
+    acks.extend(retry_each_after_head(&server, &refused, last_ack).await);
     let last_ack = last_position(&acks);
     poll_views_live_at(&mut admin, last_ack).await;
     assert_eq!(available(&balance(&server, "ann", last_ack).await), 105);
-    let (store, _) = server.stop_keeping_store().await;
-    assert_eq!(
-        assert_log_holds_exactly(&store, &acks, &[DEFAULT_PROGRAM_KEY]),
-        last_ack
-    );
-    assert_views_equal_rebuild(&store);
+    let (store, _) = stop_and_check(server, &acks, last_ack).await;
     drop(store);
     drop(tmpfs);
 }

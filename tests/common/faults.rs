@@ -313,6 +313,39 @@ pub fn last_position(acks: &[Ack]) -> u64 {
     acks.iter().map(|ack| ack.position).max().unwrap_or(0)
 }
 
+/// Retries each of `writes` until it is accepted ([`retry_until_accepted`]);
+/// each is a new command, after `head`.
+pub async fn retry_each_after_head(server: &Server, writes: &[Write], head: u64) -> Vec<Ack> {
+    let mut acks = Vec::new();
+    for write in writes {
+        let retried = retry_until_accepted(server, write).await;
+        for ack in &retried {
+            assert!(ack.first_position > head, "{ack:?} comes after the head");
+        }
+        acks.extend(retried);
+    }
+    acks
+}
+
+/// Stops `server` and checks what every fault test ends on: the log holds
+/// exactly the acknowledged commands (and the default program's) up to
+/// `last_ack`, the chain verifies, and each view equals a rebuild from 0.
+/// Hands back the store, still open, and its directory (drop the store
+/// first).
+pub async fn stop_and_check(
+    server: Server,
+    acks: &[Ack],
+    last_ack: u64,
+) -> (Store, Option<tempfile::TempDir>) {
+    let (store, dir) = server.stop_keeping_store().await;
+    assert_eq!(
+        assert_log_holds_exactly(&store, acks, &[DEFAULT_PROGRAM_KEY]),
+        last_ack
+    );
+    assert_views_equal_rebuild(&store);
+    (store, dir)
+}
+
 /// Retries `write` (the same request, so the same key and hash) until it
 /// is accepted, for as long as it is refused as UNAVAILABLE: RocksDB
 /// resumes writing on a timer of its own once space is free.

@@ -49,7 +49,8 @@ pub const CF_DUE: &str = "due";
 /// Column family of projection views and checkpoints.
 pub const CF_VIEWS: &str = "views";
 
-const COLUMN_FAMILIES: [&str; 7] = [
+/// Every column family of a store.
+pub const COLUMN_FAMILIES: [&str; 7] = [
     CF_LOG,
     CF_STREAM_INDEX,
     CF_IDEMPOTENCY,
