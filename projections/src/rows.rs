@@ -194,32 +194,23 @@ impl<K: std::hash::Hash + Eq + Clone, T> RowCache<K, T> {
     where
         T: DeserializeOwned,
     {
-        let entry = match self.rows.entry(key) {
+        let cached = match self.rows.entry(key) {
             Entry::Occupied(entry) => {
-                let key = (!entry.get().dirty).then(|| entry.key().clone());
-                (entry.into_mut(), key)
+                if !entry.get().dirty {
+                    self.dirty.push(entry.key().clone());
+                }
+                entry.into_mut()
             }
             Entry::Vacant(entry) => {
                 let value = rows.get_value(row_key, what)?.unwrap_or_else(fresh);
-                let key = entry.key().clone();
-                (
-                    entry.insert(Cached {
-                        value,
-                        dirty: false,
-                    }),
-                    Some(key),
-                )
+                self.dirty.push(entry.key().clone());
+                entry.insert(Cached {
+                    value,
+                    dirty: false,
+                })
             }
         };
-        let (cached, newly_dirty) = entry;
-        if let Some(key) = newly_dirty {
-            cached.dirty = true;
-            self.dirty.push(key);
-        }
-        debug_assert!(
-            cached.dirty,
-            "a row handed out for change is in the dirty list"
-        );
+        cached.dirty = true;
         Ok(&mut cached.value)
     }
 
