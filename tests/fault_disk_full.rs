@@ -161,8 +161,8 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers_without_a_restart()
 
     // 2. The views are held back (their writes fail; they retry) while
     //    more is acknowledged, so they still have work when the disk fills.
-    //    Each answer waits for the balance view until its deadline, so the
-    //    writes go at once.
+    //    Answers do not wait for the views, so the writes are answered at
+    //    once.
     store.faults().fail_next_relaxed_writes(u64::MAX);
     let held_back: Vec<Write> = (1..=4)
         .map(|index| Write::Award(award("ann", &format!("award-ann-held-{index}"), 10)))
