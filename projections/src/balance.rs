@@ -260,7 +260,7 @@ struct LineOut<'a> {
 
 struct Cached {
     row: MemberBalance,
-    /// Lots read or created, by id (open ones stay cached between chunks).
+    /// Lots read or created in this chunk, by id; dropped once written.
     lots: HashMap<u64, LotRow>,
     /// Lots changed in this chunk.
     dirty_lots: Vec<u64>,
@@ -823,12 +823,13 @@ impl Projection for BalanceProjection {
                             rows.delete(&key);
                         }
                     }
-                    // Used-up lots are on disk; a cancel that reopens one
-                    // reads it back.
-                    if lot.remaining == 0 {
-                        member.lots.remove(&lot_id);
-                    }
                 }
+            }
+            // Lots are read back from their rows when an event draws from
+            // them again: a member's open lots grow with every earn, and
+            // keeping them decoded made the cache grow with the log.
+            if !member.lots.is_empty() {
+                member.lots = HashMap::new();
             }
         }
         self.programs
@@ -1347,6 +1348,16 @@ mod tests {
     ) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
+        let events = decided(commands, rules);
+        let mut folder = Folder::open(&store, ViewKind::Balance, 1).expect("folder");
+        folder.apply_chunk(&store, &events).expect("folded");
+        folder.activate(&store).expect("activated");
+        (dir, store)
+    }
+
+    /// The events of `(program, member, command, time)` decided in order
+    /// with the pure domain, at positions from 1.
+    fn decided(commands: Vec<(&str, &str, Command, i64)>, rules: &Rules) -> Vec<LogEvent> {
         let mut members: HashMap<String, (Member, u64)> = HashMap::new();
         let mut events = Vec::new();
         for (program, member, command, at_us) in commands {
@@ -1365,10 +1376,86 @@ mod tests {
                 });
             }
         }
-        let mut folder = Folder::open(&store, ViewKind::Balance, 1).expect("folder");
-        folder.apply_chunk(&store, &events).expect("folded");
-        folder.activate(&store).expect("activated");
-        (dir, store)
+        events
+    }
+
+    /// Every row of the views family, keys and values.
+    fn view_rows(store: &Store) -> Vec<(Box<[u8]>, Box<[u8]>)> {
+        store
+            .db()
+            .iterator_cf(
+                store.cf(ledger_core::store::CF_VIEWS),
+                rocksdb::IteratorMode::Start,
+            )
+            .map(|row| row.expect("row"))
+            .collect()
+    }
+
+    /// Goal: the view keeps no member's lots decoded after a chunk is
+    /// written, so its memory does not grow with the lots members hold;
+    /// later chunks read the lots they draw from back from their rows, and
+    /// the rows come out as a single chunk writes them.
+    #[test]
+    fn lots_are_read_back_from_their_rows_after_every_chunk() {
+        let rules = rules(0);
+        let redeem = |id: &str, points| Command::Redeem {
+            redemption_id: id.into(),
+            points: Points::new(points),
+        };
+        let events = decided(
+            vec![
+                ("p", "a", purchase("o1", 100), T_US),
+                ("p", "a", purchase("o2", 50), T_US + DAY_US),
+                // Draws all of o1's lot and part of o2's, in a later chunk.
+                ("p", "a", redeem("r1", 120), T_US + 2 * DAY_US),
+                (
+                    "p",
+                    "a",
+                    Command::CancelRedemption {
+                        redemption_id: "r1".into(),
+                    },
+                    T_US + 3 * DAY_US,
+                ),
+                (
+                    "p",
+                    "a",
+                    Command::RecordReturn {
+                        order_id: "o2".into(),
+                        refund: Money::new(
+                            2_500,
+                            Currency::from_code("USD", "refund").expect("USD"),
+                        ),
+                    },
+                    T_US + 4 * DAY_US,
+                ),
+                ("p", "a", redeem("r2", 30), T_US + 5 * DAY_US),
+            ],
+            &rules,
+        );
+        let space = crate::rows::Space {
+            tag: ViewKind::Balance.tag(),
+            generation: 1,
+        };
+        let one_by_one = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(one_by_one.path()).expect("store");
+        let mut projection = BalanceProjection::default();
+        for event in &events {
+            let mut rows = RowWriter::new(&store, space);
+            projection.apply(&mut rows, event).expect("applied");
+            projection.flush(&mut rows);
+            let checkpoint = crate::rows::Checkpoint {
+                position: event.position,
+                recorded_at_us: event.recorded_at_us,
+            };
+            rows.commit(checkpoint, true).expect("written");
+            let decoded: usize = projection.members.values().map(|m| m.lots.len()).sum();
+            assert_eq!(decoded, 0, "lots decoded after position {}", event.position);
+        }
+        let at_once = tempfile::tempdir().expect("tempdir");
+        let whole = Store::open(at_once.path()).expect("store");
+        let mut folder = Folder::open(&whole, ViewKind::Balance, 1).expect("folder");
+        folder.apply_chunk(&whole, &events).expect("folded");
+        assert_eq!(view_rows(&store), view_rows(&whole));
     }
 
     fn program(id: &str) -> ProgramId {
