@@ -1379,8 +1379,11 @@ mod tests {
         events
     }
 
+    /// A row's key and value.
+    type Row = (Box<[u8]>, Box<[u8]>);
+
     /// Every row of the views family, keys and values.
-    fn view_rows(store: &Store) -> Vec<(Box<[u8]>, Box<[u8]>)> {
+    fn view_rows(store: &Store) -> Vec<Row> {
         store
             .db()
             .iterator_cf(

@@ -10,9 +10,9 @@ use super::event::{
 use super::lot::{Lot, LotDraw, OpenLot};
 use super::member::{Member, Purchase, QualifyingDay, Redemption};
 use super::points::Points;
-use super::time::{US_PER_DAY, day_of};
+use super::time::day_of;
 use crate::ids::LotId;
-use crate::limits::{QUALIFYING_HISTORY_DAYS_MAX, RECORD_RETENTION_DAYS};
+use crate::limits::QUALIFYING_HISTORY_DAYS_MAX;
 
 /// Folds `event` into `state`. Program events (`ProgramDefined`,
 /// `ProgramRulesChanged`) belong to program streams and leave a member as it
@@ -180,10 +180,27 @@ fn apply_reversed(state: &mut Member, reversed: &EarnReversed, now_us: i64) {
             .balance_points
             .sub_decided(reversed.shortfall_points, "balance_points");
     }
-    let Some(purchase) = state.purchases.get_mut(&reversed.order_id) else {
-        debug_assert!(false, "return: the purchase is remembered");
-        return;
-    };
+    let base_reversed = reversed.base_points_reversed.get();
+    match state.purchases.get_mut(&reversed.order_id) {
+        Some(purchase) => reverse_purchase(purchase, reversed),
+        // Kept elsewhere and not held: its stored row is the latest.
+        None => debug_assert!(
+            state.records_elsewhere,
+            "return: the purchase is remembered"
+        ),
+    }
+    add_qualifying(
+        state,
+        now_us,
+        QualifyingDay {
+            base_points: base_reversed.saturating_neg(),
+            spend_minor_units: reversed.refund.minor_units.saturating_neg(),
+        },
+    );
+}
+
+/// What a return changes in its purchase's record.
+fn reverse_purchase(purchase: &mut Purchase, reversed: &EarnReversed) {
     purchase.refunded_minor_units = purchase
         .refunded_minor_units
         .saturating_add(reversed.refund.minor_units);
@@ -193,7 +210,6 @@ fn apply_reversed(state: &mut Member, reversed: &EarnReversed, now_us: i64) {
     // Base points go back by the same cumulative floor as points (decided in
     // `reverse`), so a purchase refunded in pieces gives back exactly its
     // base points.
-    let base_reversed = reversed.base_points_reversed.get();
     purchase.base_points_reversed = purchase
         .base_points_reversed
         .add_decided(reversed.base_points_reversed, "base_points_reversed");
@@ -205,14 +221,6 @@ fn apply_reversed(state: &mut Member, reversed: &EarnReversed, now_us: i64) {
             purchase.spend.minor_units,
         ),
         "return: base points reversed follow the cumulative floor"
-    );
-    add_qualifying(
-        state,
-        now_us,
-        QualifyingDay {
-            base_points: base_reversed.saturating_neg(),
-            spend_minor_units: reversed.refund.minor_units.saturating_neg(),
-        },
     );
 }
 
@@ -357,7 +365,10 @@ fn prune(state: &mut Member, now_us: i64) {
     let anchor_day = day_of(now_us).min(day_of(state.tier_period_start_us));
     let first_day = anchor_day.saturating_sub(QUALIFYING_HISTORY_DAYS_MAX);
     state.qualifying = state.qualifying.split_off(&first_day);
-    let oldest_us = now_us.saturating_sub(RECORD_RETENTION_DAYS * US_PER_DAY);
+    // Whole days, so that what a replay keeps depends on the day of the
+    // member's clock alone (`records_kept_since_us`), not on the event that
+    // changed the day.
+    let oldest_us = state.records_kept_since_us();
     state
         .purchases
         .retain(|_, purchase| purchase.purchased_at_us >= oldest_us);

@@ -51,6 +51,14 @@ pub struct Member {
     /// This replaces a running maximum in every open redemption, which made
     /// each earn cost as much as the member's redemptions.
     pub(super) activity_gaps: Vec<(i64, i64)>,
+    /// The purchases and redemptions are kept outside the member, as the
+    /// engine's record rows, and `purchases` and `redemptions` hold only
+    /// those read back for a decision or changed since they were last let
+    /// go. An event about a record not held then changes the rest of the
+    /// state only: the stored row is already the latest. See
+    /// [`Member::keep_records_elsewhere`].
+    #[serde(skip)]
+    pub(super) records_elsewhere: bool,
 }
 
 /// A member's open lots by id, with two due-time indexes: pending lots by
@@ -393,6 +401,86 @@ impl Member {
             + self.redemptions.len()
             + self.qualifying.len()
             + self.activity_gaps.len()
+    }
+
+    /// From now on, the member's purchases and redemptions may be let go
+    /// ([`Member::release_records`]) and read back ([`Member::hold_purchase`],
+    /// [`Member::hold_redemption`]) by whoever keeps them: the engine, so
+    /// that a member's memory does not grow with its history. A decision
+    /// that refers to a record (a purchase's or return's order id, a
+    /// redemption's or cancel's id) must find it held.
+    pub fn keep_records_elsewhere(&mut self) {
+        self.records_elsewhere = true;
+    }
+
+    /// Holds all of the member's records again, as a member whose records
+    /// were never kept elsewhere.
+    pub fn keep_records_here(&mut self) {
+        self.records_elsewhere = false;
+    }
+
+    /// Holds `purchase` of `order_id`, read back from where it was kept. A
+    /// purchase already held is newer or the same, and stays; one made
+    /// before [`Member::records_kept_since_us`] is not held, as a replay
+    /// of the stream would have forgotten it.
+    pub fn hold_purchase(&mut self, order_id: &str, purchase: Purchase) {
+        if purchase.purchased_at_us >= self.records_kept_since_us()
+            && !self.purchases.contains_key(order_id)
+        {
+            self.purchases.insert(order_id.to_owned(), purchase);
+        }
+    }
+
+    /// Holds `redemption` of `redemption_id`, as [`Member::hold_purchase`].
+    pub fn hold_redemption(&mut self, redemption_id: &str, redemption: Redemption) {
+        if redemption.redeemed_at_us >= self.records_kept_since_us()
+            && !self.redemptions.contains_key(redemption_id)
+        {
+            self.redemptions
+                .insert(redemption_id.to_owned(), redemption);
+        }
+    }
+
+    /// The purchases held, by order id.
+    pub fn purchases(&self) -> impl Iterator<Item = (&str, &Purchase)> {
+        self.purchases
+            .iter()
+            .map(|(id, purchase)| (id.as_str(), purchase))
+    }
+
+    /// The redemptions held, by redemption id.
+    pub fn redemptions(&self) -> impl Iterator<Item = (&str, &Redemption)> {
+        self.redemptions
+            .iter()
+            .map(|(id, redemption)| (id.as_str(), redemption))
+    }
+
+    /// How many purchases and redemptions are held.
+    pub fn held_records(&self) -> usize {
+        self.purchases.len() + self.redemptions.len()
+    }
+
+    /// Lets go of every purchase and redemption held, once they are kept
+    /// elsewhere; returns how many there were.
+    pub fn release_records(&mut self) -> usize {
+        debug_assert!(
+            self.records_elsewhere,
+            "records are released only when kept elsewhere"
+        );
+        let released = self.held_records();
+        self.purchases = BTreeMap::new();
+        self.redemptions = BTreeMap::new();
+        released
+    }
+
+    /// Records made before this instant are forgotten: as of the latest day
+    /// of the member's clock, older than `RECORD_RETENTION_DAYS`. A record
+    /// this old is never returnable or cancellable again, and replaying the
+    /// stream keeps exactly the records made at or after it.
+    pub fn records_kept_since_us(&self) -> i64 {
+        day_of(self.clock_us)
+            .saturating_sub(RECORD_RETENTION_DAYS)
+            .saturating_mul(US_PER_DAY)
     }
 
     /// The longest gap between two activities that began at or after

@@ -7,7 +7,16 @@
 //! - the snapshot of a member a batch changed, once its stream has grown by
 //!   [`SNAPSHOT_EVERY_EVENTS`] since the last one (`snapshots` family);
 //! - the member's next due time (`due` family), which the [`scheduler`]
-//!   scans to submit time-driven system commands through the same writer.
+//!   scans to submit time-driven system commands through the same writer;
+//! - the rows of the purchases and redemptions those commands made or
+//!   changed (`snapshots` family, beside the member's snapshot).
+//!
+//! A member's purchases and redemptions are kept as rows, not in its cached
+//! state: they grow with every earn and redeem, and only a return or a
+//! cancel (or a duplicate check) reads one back. A decision that refers to
+//! one reads its row first; the records held since are let go once the
+//! batches that wrote them are durable and more than [`RECORDS_HELD_MAX`]
+//! are held.
 //!
 //! Snapshots are bincode and rebuildable: a snapshot whose format version
 //! differs is ignored and the member is rebuilt from its stream.
@@ -50,7 +59,138 @@ pub fn snapshot_interval(member: &Member, every_events: u64, entries_per_event: 
     every_events.max(entries / entries_per_event.max(1))
 }
 /// Bumped whenever [`Member`]'s shape changes: older snapshots are ignored.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 2;
+/// Version 3: purchases and redemptions are record rows, and a snapshot
+/// holds only those held when it was written.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+/// Purchases and redemptions held in memory, over every cached member,
+/// before they are let go (their rows are the truth). About 200 bytes
+/// each; a skewed population's hot members make hundreds of purchases a
+/// minute, which before this bound grew the cache by tens of MiB a minute.
+pub const RECORDS_HELD_MAX: usize = 50_000;
+
+/// Kind byte of a purchase's record row.
+const RECORD_PURCHASE: u8 = b'p';
+/// Kind byte of a redemption's record row.
+const RECORD_REDEMPTION: u8 = b'r';
+
+/// Prefix of a member's record rows in the `snapshots` family: `S || 0`.
+/// The member's snapshot's key is `S` itself, and a stream name holds no
+/// zero byte, so the two never meet.
+fn records_prefix(stream: &StreamName) -> Vec<u8> {
+    let mut key = Vec::with_capacity(stream.as_str().len() + 2 + 32);
+    key.extend_from_slice(stream.as_str().as_bytes());
+    key.push(0);
+    key
+}
+
+/// A record row's key: `S || 0 || kind || id` -> bincode
+/// [`domain::Purchase`] (kind `p`, by order id) or [`domain::Redemption`]
+/// (kind `r`, by redemption id), as of the latest event about it.
+fn record_key(stream: &StreamName, kind: u8, id: &str) -> Vec<u8> {
+    let mut key = records_prefix(stream);
+    key.push(kind);
+    key.extend_from_slice(id.as_bytes());
+    key
+}
+
+/// The record an event makes or changes, as `(kind, id)`.
+fn event_record(kind: &domain::EventKind) -> Option<(u8, &str)> {
+    match kind {
+        domain::EventKind::PointsEarned(earned) => Some((RECORD_PURCHASE, &earned.order_id)),
+        domain::EventKind::EarnReversed(reversed) => Some((RECORD_PURCHASE, &reversed.order_id)),
+        domain::EventKind::PointsRedeemed(redeemed) => {
+            Some((RECORD_REDEMPTION, &redeemed.redemption_id))
+        }
+        domain::EventKind::RedemptionCancelled(cancelled) => {
+            Some((RECORD_REDEMPTION, &cancelled.redemption_id))
+        }
+        _ => None,
+    }
+}
+
+/// The record a command refers to, as `(kind, id)`: the order of a
+/// purchase (a duplicate?) or return, the redemption of a redeem (a
+/// duplicate?) or cancel.
+fn command_record(command: &Command) -> Option<(u8, &str)> {
+    match command {
+        Command::RecordPurchase { order_id, .. } | Command::RecordReturn { order_id, .. } => {
+            Some((RECORD_PURCHASE, order_id))
+        }
+        Command::Redeem { redemption_id, .. } | Command::CancelRedemption { redemption_id } => {
+            Some((RECORD_REDEMPTION, redemption_id))
+        }
+        _ => None,
+    }
+}
+
+/// Holds the record `(kind, id)` of `member`, read back from its row,
+/// unless it is held already or has no row.
+fn hold_record(
+    store: &Store,
+    stream: &StreamName,
+    member: &mut Member,
+    (kind, id): (u8, &str),
+) -> Result<(), DecideError> {
+    let held = match kind {
+        RECORD_PURCHASE => member.purchase(id).is_some(),
+        _ => member.redemption(id).is_some(),
+    };
+    if held {
+        return Ok(());
+    }
+    let key = record_key(stream, kind, id);
+    let Some(bytes) = store
+        .db()
+        .get_pinned_cf(store.cf(CF_SNAPSHOTS), &key)
+        .map_err(StoreError::from)?
+    else {
+        return Ok(());
+    };
+    let config = bincode::config::standard();
+    let bad = |error: bincode::error::DecodeError| {
+        store_error(format!("record {id:?} of {stream}: {error}"), 0)
+    };
+    match kind {
+        RECORD_PURCHASE => {
+            let (purchase, _) = bincode::serde::decode_from_slice(&bytes, config).map_err(bad)?;
+            member.hold_purchase(id, purchase);
+        }
+        _ => {
+            let (redemption, _) = bincode::serde::decode_from_slice(&bytes, config).map_err(bad)?;
+            member.hold_redemption(id, redemption);
+        }
+    }
+    Ok(())
+}
+
+/// Stages the row of a record `member` holds.
+fn stage_record(
+    store: &Store,
+    batch: &mut rocksdb::WriteBatch,
+    stream: &StreamName,
+    member: &Member,
+    (kind, id): (u8, &str),
+) -> Result<(), String> {
+    let config = bincode::config::standard();
+    let bytes = match kind {
+        RECORD_PURCHASE => member
+            .purchase(id)
+            .map(|purchase| bincode::serde::encode_to_vec(purchase, config)),
+        _ => member
+            .redemption(id)
+            .map(|redemption| bincode::serde::encode_to_vec(redemption, config)),
+    };
+    match bytes {
+        Some(Ok(bytes)) => {
+            batch.put_cf(store.cf(CF_SNAPSHOTS), record_key(stream, kind, id), bytes);
+            Ok(())
+        }
+        Some(Err(error)) => Err(format!("record {id:?} of {stream}: {error}")),
+        // Forgotten in the same batch (older than the retention period): its
+        // row is never read as returnable or cancellable again.
+        None => Ok(()),
+    }
+}
 
 /// A command of the ledger, as the writer receives it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +235,12 @@ struct Cached {
     /// Decided for again since it was loaded or last trimmed: a trim keeps
     /// these.
     used: bool,
+    /// Records changed since the last `stage`, as `(kind, id)`.
+    touched: Vec<(u8, String)>,
+    /// Loaded without a snapshot, so it holds every record and their rows
+    /// may be missing (a store written before records were rows): the next
+    /// `stage` writes them all, and a trim must not let them go before.
+    unwritten_records: bool,
 }
 
 /// The decider of a real ledger: programs and members in memory.
@@ -107,6 +253,10 @@ pub struct LedgerDecider {
     snapshot_every_events: u64,
     /// See [`SNAPSHOT_ENTRIES_PER_EVENT`].
     snapshot_entries_per_event: u64,
+    /// Records the cached members hold (as of their last decision).
+    records_held: usize,
+    /// See [`RECORDS_HELD_MAX`].
+    records_held_max: usize,
 }
 
 impl Default for LedgerDecider {
@@ -117,6 +267,8 @@ impl Default for LedgerDecider {
             dirty: HashSet::new(),
             snapshot_every_events: SNAPSHOT_EVERY_EVENTS,
             snapshot_entries_per_event: SNAPSHOT_ENTRIES_PER_EVENT,
+            records_held: 0,
+            records_held_max: RECORDS_HELD_MAX,
         }
     }
 }
@@ -172,6 +324,16 @@ impl LedgerDecider {
         }
     }
 
+    /// The same engine letting go of the records held once more than
+    /// `records` are (0: after every batch): tests use small values so that
+    /// returns and cancels read their records back from rows.
+    pub fn with_records_held_max(self, records: usize) -> Self {
+        LedgerDecider {
+            records_held_max: records,
+            ..self
+        }
+    }
+
     fn program(
         &mut self,
         store: &Store,
@@ -198,10 +360,27 @@ impl LedgerDecider {
             Some(cached) => cached.used = true,
             None => {
                 let cached = load_cached(store, stream, true)?;
+                self.records_held += cached.member.held_records();
                 self.members.insert(stream.clone(), cached);
             }
         }
         Ok(())
+    }
+
+    /// Notes what `events`, just applied to `cached`, changed in its
+    /// records, and how many records it holds now (it held `held_before`).
+    fn note_records<'e>(
+        records_held: &mut usize,
+        cached: &mut Cached,
+        held_before: usize,
+        events: impl IntoIterator<Item = &'e domain::Event>,
+    ) {
+        for event in events {
+            if let Some((kind, id)) = event_record(&event.kind) {
+                cached.touched.push((kind, id.to_owned()));
+            }
+        }
+        *records_held = (*records_held + cached.member.held_records()).saturating_sub(held_before);
     }
 
     /// Applies `events` to the cached member and emits them on its stream.
@@ -216,8 +395,12 @@ impl LedgerDecider {
             debug_assert!(false, "a member is loaded before its events are emitted");
             return None;
         };
+        let held_before = cached.member.held_records();
+        for event in &events {
+            domain::apply(&mut cached.member, event);
+        }
+        Self::note_records(&mut self.records_held, cached, held_before, &events);
         for event in events {
-            domain::apply(&mut cached.member, &event);
             cached.stream_version += 1;
             out.push(Emitted {
                 stream: stream.clone(),
@@ -246,16 +429,28 @@ impl LedgerDecider {
             .members
             .get_mut(&stream)
             .ok_or_else(|| store_error("member not loaded", 0))?;
+        let held_before = cached.member.held_records();
+        if let Some(record) = command_record(command) {
+            hold_record(store, &stream, &mut cached.member, record)?;
+        }
         // In place: the cached member becomes the state after the events,
         // and a rejection leaves it as it was.
-        let events = domain::decide_in_place(&mut cached.member, command, rules, now_us).map_err(
-            |error| match error {
-                domain::InPlaceError::Rejected(error) => DecideError::from(Rejection::from(error)),
-                domain::InPlaceError::StateLost(error) => {
-                    DecideError::StateLost(format!("{stream}: {error}"))
-                }
-            },
-        )?;
+        let decided = domain::decide_in_place(&mut cached.member, command, rules, now_us);
+        let events = match decided {
+            Ok(events) => events,
+            Err(error) => {
+                Self::note_records(&mut self.records_held, cached, held_before, []);
+                return Err(match error {
+                    domain::InPlaceError::Rejected(error) => {
+                        DecideError::from(Rejection::from(error))
+                    }
+                    domain::InPlaceError::StateLost(error) => {
+                        DecideError::StateLost(format!("{stream}: {error}"))
+                    }
+                });
+            }
+        };
+        Self::note_records(&mut self.records_held, cached, held_before, &events);
         cached.stream_version += events.len() as u64;
         for event in events {
             out.push(Emitted {
@@ -344,10 +539,14 @@ fn load_cached(
             .map(|(snapshot, _)| snapshot)
             .filter(|snapshot| snapshot.format_version == SNAPSHOT_FORMAT_VERSION)
     });
+    let unwritten_records = use_snapshot && snapshot.is_none();
     let (mut member, mut stream_version) = match snapshot {
         Some(snapshot) => (snapshot.member, snapshot.stream_version),
         None => (Member::default(), 0),
     };
+    if use_snapshot {
+        member.keep_records_elsewhere();
+    }
     let snapshot_version = stream_version;
     // Events after the snapshot: none when snapshots are current, all of them
     // when the snapshot is missing or of an older format.
@@ -355,6 +554,18 @@ fn load_cached(
         let record = stored.decode()?;
         let event =
             record::event_from_record(&record).map_err(|e| store_error(e, stored.position))?;
+        if let domain::EventKind::RedemptionCancelled(cancelled) = &event.kind {
+            // Reopening a lot that closed since takes the lot as the
+            // redemption recorded it: the row has it (its draws never
+            // change). Other events about a record not held change only
+            // the rest of the state, the row being the latest already.
+            hold_record(
+                store,
+                stream,
+                &mut member,
+                (RECORD_REDEMPTION, &cancelled.redemption_id),
+            )?;
+        }
         domain::apply(&mut member, &event);
         stream_version = record.stream_version;
     }
@@ -376,17 +587,54 @@ fn load_cached(
         snapshot_version,
         due,
         used: false,
+        touched: Vec::new(),
+        unwritten_records,
     })
 }
 
 /// A member's write-model state as the writer loads it: its snapshot plus
-/// any later events of its stream.
+/// any later events of its stream, and every record row it still keeps
+/// (see [`Member::hold_purchase`]), so that it equals the state a replay
+/// of its stream gives.
 pub fn load_member(
     store: &Store,
     program_id: &ProgramId,
     member_id: &MemberId,
 ) -> Result<Member, DecideError> {
-    Ok(load_cached(store, &StreamName::member(program_id, member_id), true)?.member)
+    let stream = StreamName::member(program_id, member_id);
+    let mut member = load_cached(store, &stream, true)?.member;
+    let prefix = records_prefix(&stream);
+    let rows = store.db().iterator_cf(
+        store.cf(CF_SNAPSHOTS),
+        rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
+    );
+    let config = bincode::config::standard();
+    for row in rows {
+        let (key, value) = row.map_err(StoreError::from)?;
+        let Some(rest) = key.strip_prefix(prefix.as_slice()) else {
+            break;
+        };
+        let bad = |error: &dyn std::fmt::Display| {
+            store_error(format!("record row of {stream}: {error}"), 0)
+        };
+        let (kind, id) = rest.split_first().ok_or_else(|| bad(&"empty key"))?;
+        let id = std::str::from_utf8(id).map_err(|error| bad(&error))?;
+        match *kind {
+            RECORD_PURCHASE => {
+                let (purchase, _): (domain::Purchase, _) =
+                    bincode::serde::decode_from_slice(&value, config).map_err(|e| bad(&e))?;
+                member.hold_purchase(id, purchase);
+            }
+            RECORD_REDEMPTION => {
+                let (redemption, _): (domain::Redemption, _) =
+                    bincode::serde::decode_from_slice(&value, config).map_err(|e| bad(&e))?;
+                member.hold_redemption(id, redemption);
+            }
+            other => return Err(bad(&format!("unknown record kind {other}"))),
+        }
+    }
+    member.keep_records_here();
+    Ok(member)
 }
 
 /// Decides `envelope` against the durable state and returns the events it
@@ -485,13 +733,29 @@ impl Decider for LedgerDecider {
         self.programs.clear();
         self.members.clear();
         self.dirty.clear();
+        self.records_held = 0;
     }
 
-    fn stage(&mut self, store: &Store, batch: &mut rocksdb::WriteBatch) {
+    fn stage(&mut self, store: &Store, batch: &mut rocksdb::WriteBatch) -> Result<(), String> {
         for stream in self.dirty.drain() {
             let Some(cached) = self.members.get_mut(&stream) else {
                 continue;
             };
+            if cached.unwritten_records {
+                let member = &cached.member;
+                let purchases = member.purchases().map(|(id, _)| (RECORD_PURCHASE, id));
+                let redemptions = member.redemptions().map(|(id, _)| (RECORD_REDEMPTION, id));
+                for record in purchases.chain(redemptions) {
+                    stage_record(store, batch, &stream, member, record)?;
+                }
+                cached.unwritten_records = false;
+                cached.touched.clear();
+            }
+            cached.touched.sort_unstable();
+            cached.touched.dedup();
+            for (kind, id) in cached.touched.drain(..) {
+                stage_record(store, batch, &stream, &cached.member, (kind, &id))?;
+            }
             let program_id = stream_program(&stream);
             let next_due = program_id
                 .and_then(|program_id| self.programs.get(&program_id))
@@ -547,22 +811,38 @@ impl Decider for LedgerDecider {
                 Err(error) => tracing::error!(%error, %stream, "snapshot encoding failed"),
             }
         }
+        Ok(())
     }
 
     fn needs_trim(&self) -> bool {
-        self.members.len() > MEMBER_CACHE_ENTRIES_MAX
+        self.members.len() > MEMBER_CACHE_ENTRIES_MAX || self.records_held > self.records_held_max
     }
 
-    /// Keeps the members decided for more than once since they were loaded
-    /// or last trimmed, when they are at most half the bound (so the hot
-    /// members of a skewed population stay loaded), else forgets every
-    /// member.
+    /// Over the member bound: keeps the members decided for more than once
+    /// since they were loaded or last trimmed, when they are at most half
+    /// the bound (so the hot members of a skewed population stay loaded),
+    /// else forgets every member. Over the records bound: lets go of every
+    /// record held, their rows being durable now, and forgets the members
+    /// whose rows may not all be written yet.
     fn trim(&mut self) {
-        self.members
-            .retain(|_, cached| std::mem::take(&mut cached.used));
-        if self.members.len() > MEMBER_CACHE_ENTRIES_MAX / 2 {
-            self.members = HashMap::new();
+        if self.members.len() > MEMBER_CACHE_ENTRIES_MAX {
+            self.members
+                .retain(|_, cached| std::mem::take(&mut cached.used));
+            if self.members.len() > MEMBER_CACHE_ENTRIES_MAX / 2 {
+                self.members = HashMap::new();
+            }
         }
+        if self.records_held > self.records_held_max {
+            self.members.retain(|_, cached| !cached.unwritten_records);
+            for cached in self.members.values_mut() {
+                cached.member.release_records();
+            }
+        }
+        self.records_held = self
+            .members
+            .values()
+            .map(|cached| cached.member.held_records())
+            .sum();
         self.dirty.clear();
     }
 }

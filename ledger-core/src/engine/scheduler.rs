@@ -310,9 +310,16 @@ impl Scheduler {
     /// counted). An entry whose command fails is logged and skipped for this
     /// round, so one bad member cannot stall the others.
     pub async fn run_due(&self, now_us: i64) -> Result<usize, CommandError> {
-        let rescheduled = self.reschedule_after_rule_changes(now_us).await?;
+        let (rescheduled, swept) = self.reschedule_after_rule_changes(now_us).await?;
         if rescheduled > 0 {
             tracing::info!(rescheduled, "members rescheduled after a rules change");
+        }
+        if !swept {
+            // Due entries made under the old rules are not due work: a
+            // command for one would first do the work the new rules made
+            // due earlier, and record it at the entry's later time. The
+            // next round redoes the sweep first.
+            return Ok(0);
         }
         let mut submitted = 0usize;
         loop {
@@ -361,8 +368,12 @@ impl Scheduler {
     /// its time and records it at that time: work due after the change is
     /// then left to the scheduler, which records it at its due time. Keys are derived
     /// from the program version and the member, so a sweep cut short by a
-    /// crash is simply redone. Returns how many commands were submitted.
-    async fn reschedule_after_rule_changes(&self, now_us: i64) -> Result<usize, CommandError> {
+    /// crash is simply redone. Returns how many commands were submitted,
+    /// and whether every program's sweep is done.
+    async fn reschedule_after_rule_changes(
+        &self,
+        now_us: i64,
+    ) -> Result<(usize, bool), CommandError> {
         let unavailable = |error: String| CommandError::Unavailable(error);
         let store = self.store.clone();
         let programs = tokio::task::spawn_blocking(move || programs_to_reschedule(&store))
@@ -407,13 +418,13 @@ impl Scheduler {
                     if let Err(error) = result {
                         // Left for the next round: the program stays marked.
                         tracing::warn!(%program_id, %member_id, %error, "rescheduling failed");
-                        return Ok(submitted);
+                        return Ok((submitted, false));
                     }
                 }
             }
             self.mark_rescheduled(&program_id, version)?;
         }
-        Ok(submitted)
+        Ok((submitted, true))
     }
 
     /// Remembers that members of `program_id` are scheduled under the rules

@@ -361,7 +361,10 @@ impl<D: Decider> DecideState<D> {
             replies.push((submission.reply, results));
         }
         if writes > 0 {
-            self.decider.stage(&self.store, &mut batch);
+            if let Err(reason) = self.decider.stage(&self.store, &mut batch) {
+                tracing::error!(%reason, "the decider's rows could not be staged");
+                self.poisoned.get_or_insert(reason);
+            }
             batch.put_cf(
                 self.store.cf(CF_CHAIN),
                 keys::HEAD_KEY,

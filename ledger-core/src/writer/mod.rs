@@ -115,7 +115,11 @@ pub trait Decider: Send + 'static {
 
     /// Adds the decider's own rows (snapshots, due indexes) for the commands
     /// decided since the last call to the batch that carries their events.
-    fn stage(&mut self, _store: &Store, _batch: &mut rocksdb::WriteBatch) {}
+    /// An error fails the whole batch (its state is reloaded): rows the
+    /// decider cannot do without could not be written.
+    fn stage(&mut self, _store: &Store, _batch: &mut rocksdb::WriteBatch) -> Result<(), String> {
+        Ok(())
+    }
 
     /// True when the decider's caches have outgrown their bound.
     fn needs_trim(&self) -> bool {
