@@ -8,6 +8,7 @@
 //!   `ledger_writer_events_appended_total` and `ledger_head_position`: every
 //!   group commit, by the writer;
 //! - `ledger_writer_queue_depth`: as each batch leaves the writer's queue;
+//! - `ledger_engine_cache_entries{kind}`: at each batch, by the engine;
 //! - `ledger_projection_checkpoint{view}`: every step of a view's worker;
 //! - `ledger_projection_lag_events{view}`: sampled every
 //!   [`SAMPLE_INTERVAL`] by [`sample`] (a stalled view does not report).
@@ -87,6 +88,11 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
         "last position a view has folded, by view"
     );
     describe_gauge!(VIEW_LAG, "events a view is behind the head, by view");
+    describe_gauge!(
+        ledger_core::engine::METRIC_CACHE_ENTRIES,
+        "what the engine's member cache holds: members, their entries (lots, records, \
+         qualifying days, inactivity gaps), and the purchases and redemptions among them"
+    );
     describe_gauge!(
         ROCKSDB_MEMORY,
         Unit::Bytes,

@@ -226,6 +226,17 @@ async fn metrics_count_calls_commits_and_views() {
         sample(&metrics, "ledger_writer_queue_depth", &[]).is_some(),
         "{metrics}"
     );
+    // The two awards' lots, in the cached members' state.
+    let cached = |kind: &str| {
+        sample(
+            &metrics,
+            "ledger_engine_cache_entries",
+            &[&format!(r#"kind="{kind}""#)],
+        )
+    };
+    assert!(cached("members").is_some_and(|n| n >= 1.0), "{metrics}");
+    assert!(cached("entries").is_some_and(|n| n >= 2.0), "{metrics}");
+    assert_eq!(cached("records"), Some(0.0), "awards make no record");
     // The events above are in a memtable until RocksDB flushes it.
     assert!(
         sample(

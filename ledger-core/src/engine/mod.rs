@@ -68,6 +68,42 @@ pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
 /// minute, which before this bound grew the cache by tens of MiB a minute.
 pub const RECORDS_HELD_MAX: usize = 50_000;
 
+/// What the engine's member cache holds, by `kind`: `members`, `entries`
+/// (their open lots, held records, qualifying days and inactivity gaps:
+/// [`Member::entry_count`]) and `records` (the purchases and redemptions
+/// among them). Set at each batch.
+pub const METRIC_CACHE_ENTRIES: &str = "ledger_engine_cache_entries";
+
+/// What the cached members hold, kept by each decision's change and summed
+/// afresh at each trim.
+#[derive(Debug, Clone, Copy, Default)]
+struct Held {
+    /// Purchases and redemptions.
+    records: usize,
+    /// Every entry of their state ([`Member::entry_count`]).
+    entries: usize,
+}
+
+impl Held {
+    fn of(member: &Member) -> Held {
+        Held {
+            records: member.held_records(),
+            entries: member.entry_count(),
+        }
+    }
+
+    /// Replaces `before` of one member by `after`.
+    fn moved(&mut self, before: Held, after: Held) {
+        self.records = (self.records + after.records).saturating_sub(before.records);
+        self.entries = (self.entries + after.entries).saturating_sub(before.entries);
+    }
+
+    fn add(&mut self, other: Held) {
+        self.records += other.records;
+        self.entries += other.entries;
+    }
+}
+
 /// Kind byte of a purchase's record row.
 const RECORD_PURCHASE: u8 = b'p';
 /// Kind byte of a redemption's record row.
@@ -253,10 +289,12 @@ pub struct LedgerDecider {
     snapshot_every_events: u64,
     /// See [`SNAPSHOT_ENTRIES_PER_EVENT`].
     snapshot_entries_per_event: u64,
-    /// Records the cached members hold (as of their last decision).
-    records_held: usize,
+    /// What the cached members hold (as of their last decision).
+    held: Held,
     /// See [`RECORDS_HELD_MAX`].
     records_held_max: usize,
+    /// See [`MEMBER_CACHE_ENTRIES_MAX`].
+    members_max: usize,
 }
 
 impl Default for LedgerDecider {
@@ -267,8 +305,9 @@ impl Default for LedgerDecider {
             dirty: HashSet::new(),
             snapshot_every_events: SNAPSHOT_EVERY_EVENTS,
             snapshot_entries_per_event: SNAPSHOT_ENTRIES_PER_EVENT,
-            records_held: 0,
+            held: Held::default(),
             records_held_max: RECORDS_HELD_MAX,
+            members_max: MEMBER_CACHE_ENTRIES_MAX,
         }
     }
 }
@@ -324,6 +363,15 @@ impl LedgerDecider {
         }
     }
 
+    /// The same engine keeping at most `members` members cached: tests use
+    /// small values so that trims are exercised.
+    pub fn with_member_cache_max(self, members: usize) -> Self {
+        LedgerDecider {
+            members_max: members,
+            ..self
+        }
+    }
+
     /// The same engine letting go of the records held once more than
     /// `records` are (0: after every batch): tests use small values so that
     /// returns and cancels read their records back from rows.
@@ -360,7 +408,7 @@ impl LedgerDecider {
             Some(cached) => cached.used = true,
             None => {
                 let cached = load_cached(store, stream, true)?;
-                self.records_held += cached.member.held_records();
+                self.held.add(Held::of(&cached.member));
                 self.members.insert(stream.clone(), cached);
             }
         }
@@ -368,11 +416,11 @@ impl LedgerDecider {
     }
 
     /// Notes what `events`, just applied to `cached`, changed in its
-    /// records, and how many records it holds now (it held `held_before`).
+    /// records, and what it holds now (it held `before`).
     fn note_records<'e>(
-        records_held: &mut usize,
+        held: &mut Held,
         cached: &mut Cached,
-        held_before: usize,
+        before: Held,
         events: impl IntoIterator<Item = &'e domain::Event>,
     ) {
         for event in events {
@@ -380,7 +428,7 @@ impl LedgerDecider {
                 cached.touched.push((kind, id.to_owned()));
             }
         }
-        *records_held = (*records_held + cached.member.held_records()).saturating_sub(held_before);
+        held.moved(before, Held::of(&cached.member));
     }
 
     /// Applies `events` to the cached member and emits them on its stream.
@@ -395,11 +443,11 @@ impl LedgerDecider {
             debug_assert!(false, "a member is loaded before its events are emitted");
             return None;
         };
-        let held_before = cached.member.held_records();
+        let held_before = Held::of(&cached.member);
         for event in &events {
             domain::apply(&mut cached.member, event);
         }
-        Self::note_records(&mut self.records_held, cached, held_before, &events);
+        Self::note_records(&mut self.held, cached, held_before, &events);
         for event in events {
             cached.stream_version += 1;
             out.push(Emitted {
@@ -429,7 +477,7 @@ impl LedgerDecider {
             .members
             .get_mut(&stream)
             .ok_or_else(|| store_error("member not loaded", 0))?;
-        let held_before = cached.member.held_records();
+        let held_before = Held::of(&cached.member);
         if let Some(record) = command_record(command) {
             hold_record(store, &stream, &mut cached.member, record)?;
         }
@@ -439,7 +487,7 @@ impl LedgerDecider {
         let events = match decided {
             Ok(events) => events,
             Err(error) => {
-                Self::note_records(&mut self.records_held, cached, held_before, []);
+                Self::note_records(&mut self.held, cached, held_before, []);
                 return Err(match error {
                     domain::InPlaceError::Rejected(error) => {
                         DecideError::from(Rejection::from(error))
@@ -450,7 +498,7 @@ impl LedgerDecider {
                 });
             }
         };
-        Self::note_records(&mut self.records_held, cached, held_before, &events);
+        Self::note_records(&mut self.held, cached, held_before, &events);
         cached.stream_version += events.len() as u64;
         for event in events {
             out.push(Emitted {
@@ -733,7 +781,7 @@ impl Decider for LedgerDecider {
         self.programs.clear();
         self.members.clear();
         self.dirty.clear();
-        self.records_held = 0;
+        self.held = Held::default();
     }
 
     fn stage(&mut self, store: &Store, batch: &mut rocksdb::WriteBatch) -> Result<(), String> {
@@ -811,38 +859,57 @@ impl Decider for LedgerDecider {
                 Err(error) => tracing::error!(%error, %stream, "snapshot encoding failed"),
             }
         }
+        for (kind, count) in [
+            ("members", self.members.len()),
+            ("entries", self.held.entries),
+            ("records", self.held.records),
+        ] {
+            metrics::gauge!(METRIC_CACHE_ENTRIES, "kind" => kind).set(count as f64);
+        }
         Ok(())
     }
 
     fn needs_trim(&self) -> bool {
-        self.members.len() > MEMBER_CACHE_ENTRIES_MAX || self.records_held > self.records_held_max
+        self.members.len() > self.members_max || self.held.records > self.records_held_max
     }
 
     /// Over the member bound: keeps the members decided for more than once
-    /// since they were loaded or last trimmed, when they are at most half
-    /// the bound (so the hot members of a skewed population stay loaded),
-    /// else forgets every member. Over the records bound: lets go of every
-    /// record held, their rows being durable now, and forgets the members
-    /// whose rows may not all be written yet.
+    /// since they were loaded or last trimmed (the hot members of a skewed
+    /// population), and of those at most half the bound, the largest: they
+    /// cost the most to load again. Forgetting every member instead, when
+    /// more than half were used again, made the next seconds reload the
+    /// largest members one after another, and stalled the writer. Over the
+    /// records bound: lets go of every record held, their rows being
+    /// durable now, and forgets the members whose rows may not all be
+    /// written yet.
     fn trim(&mut self) {
-        if self.members.len() > MEMBER_CACHE_ENTRIES_MAX {
+        if self.members.len() > self.members_max {
             self.members
                 .retain(|_, cached| std::mem::take(&mut cached.used));
-            if self.members.len() > MEMBER_CACHE_ENTRIES_MAX / 2 {
-                self.members = HashMap::new();
+            let keep = self.members_max / 2;
+            if self.members.len() > keep {
+                let mut sizes: Vec<usize> = self
+                    .members
+                    .values()
+                    .map(|cached| cached.member.entry_count())
+                    .collect();
+                // The `keep`-th largest size: members larger stay.
+                let (_, smallest_kept, _) = sizes.select_nth_unstable_by(keep, |a, b| b.cmp(a));
+                let smallest_kept = *smallest_kept;
+                self.members
+                    .retain(|_, cached| cached.member.entry_count() > smallest_kept);
             }
         }
-        if self.records_held > self.records_held_max {
+        if self.held.records > self.records_held_max {
             self.members.retain(|_, cached| !cached.unwritten_records);
             for cached in self.members.values_mut() {
                 cached.member.release_records();
             }
         }
-        self.records_held = self
-            .members
-            .values()
-            .map(|cached| cached.member.held_records())
-            .sum();
+        self.held = Held::default();
+        for cached in self.members.values() {
+            self.held.add(Held::of(&cached.member));
+        }
         self.dirty.clear();
     }
 }
@@ -860,6 +927,81 @@ fn stream_program(stream: &StreamName) -> Option<ProgramId> {
 mod tests {
     use super::*;
     use crate::domain::{Money, ProgramRules, Rules};
+    use crate::ids::IdempotencyKey;
+
+    fn envelope(member: &str, order: &str, at_us: i64) -> Envelope<LedgerCommand> {
+        Envelope {
+            program_id: ProgramId::parse("program_id", "p").expect("program id"),
+            idempotency_key: IdempotencyKey::parse("idempotency_key", order).expect("key"),
+            occurred_at_us: at_us,
+            principal: "test".into(),
+            metadata: vec![],
+            expected_version: None,
+            command: LedgerCommand::Member {
+                member_id: MemberId::parse("member_id", member).expect("member id"),
+                command: Command::RecordPurchase {
+                    order_id: order.into(),
+                    spend: Money::new(
+                        1_000,
+                        crate::domain::Currency::from_code("USD", "spend").expect("USD"),
+                    ),
+                    tags: vec![],
+                },
+            },
+        }
+    }
+
+    /// Goal: a trim over the member bound keeps at most half of it, the
+    /// largest of the members used again, and never forgets every member.
+    /// Method: a decider bounded to 4 members, 5 members used twice, one
+    /// of them much larger; decided directly, without a writer.
+    #[test]
+    fn a_trim_keeps_the_largest_members_used_again() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let mut decider = LedgerDecider::new().with_member_cache_max(4);
+        let at_us = 1_800_000_000_000_000;
+        let mut define = envelope("x", "define", at_us);
+        define.command = LedgerCommand::Program(ProgramCommand::DefineProgram {
+            rules: ProgramRules::basic("USD"),
+        });
+        let mut out = Vec::new();
+        decider
+            .decide(&store, &define, at_us, &mut out)
+            .expect("defined");
+        let mut purchases = 0;
+        let mut purchase = |decider: &mut LedgerDecider, member: &str| {
+            purchases += 1;
+            let mut out = Vec::new();
+            let envelope = envelope(member, &format!("o{purchases}"), at_us);
+            decider
+                .decide(&store, &envelope, at_us, &mut out)
+                .expect("purchase");
+        };
+        for _ in 0..20 {
+            purchase(&mut decider, "big");
+        }
+        for member in ["a", "b", "c", "d"] {
+            purchase(&mut decider, member);
+            purchase(&mut decider, member);
+        }
+        assert!(decider.needs_trim());
+        decider.trim();
+        let kept: Vec<&str> = decider
+            .members
+            .keys()
+            .map(|stream| stream.as_str())
+            .collect();
+        assert!(
+            kept.contains(&"member/p/big"),
+            "the largest stays: {kept:?}"
+        );
+        assert!(
+            !kept.is_empty() && kept.len() <= 2,
+            "at most half: {kept:?}"
+        );
+        assert!(!decider.needs_trim());
+    }
 
     /// Goal: a member's snapshot interval is the fixed one until its state
     /// is large, then grows with it. Method: a member given 1,000 purchases
