@@ -392,9 +392,9 @@ impl Member {
         self.lots.len()
     }
 
-    /// How many entries the member's state keeps (open lots, purchases and
-    /// redemptions still returnable or cancellable, qualifying days,
-    /// inactivity gaps): what encoding it costs grows with this.
+    /// How many entries the member's state keeps (open lots, the purchases
+    /// and redemptions held, qualifying days, inactivity gaps): what
+    /// encoding it costs grows with this.
     pub fn entry_count(&self) -> usize {
         self.lots.len()
             + self.purchases.len()
@@ -413,8 +413,9 @@ impl Member {
         self.records_elsewhere = true;
     }
 
-    /// Holds all of the member's records again, as a member whose records
-    /// were never kept elsewhere.
+    /// Marks the member as holding every record it keeps (once they have
+    /// all been read back): an event about a record not held is then a bug
+    /// again, as for a member whose records were never kept elsewhere.
     pub fn keep_records_here(&mut self) {
         self.records_elsewhere = false;
     }
