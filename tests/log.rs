@@ -494,9 +494,22 @@ async fn bad_envelope_fields_are_named() {
 /// another, names the right position for every kind of finding, in a later
 /// chunk as in the first. Method: a log of 2,500 records (three chunks),
 /// then one change per fresh copy: a changed record in the second chunk, a
-/// missing last record, a record past the head, and a missing chain hash.
+/// missing last record, a record past the head, a missing chain hash, and a
+/// record that claims another position.
 #[test]
 fn verify_names_each_finding_in_any_chunk() {
+    // Writes the log record at `from` under the key of `to` as well.
+    let copy_record = |store: &Store, from: u64, to: u64| {
+        let bytes = store
+            .db()
+            .get_cf(store.cf(CF_LOG), keys::position_key(from))
+            .unwrap()
+            .unwrap();
+        store
+            .db()
+            .put_cf(store.cf(CF_LOG), keys::position_key(to), &bytes)
+            .unwrap();
+    };
     let fresh = || {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("open");
@@ -539,15 +552,7 @@ fn verify_names_each_finding_in_any_chunk() {
     }
 
     let (_dir, store) = fresh();
-    let bytes = store
-        .db()
-        .get_cf(store.cf(CF_LOG), keys::position_key(2_500))
-        .unwrap()
-        .unwrap();
-    store
-        .db()
-        .put_cf(store.cf(CF_LOG), keys::position_key(2_501), &bytes)
-        .unwrap();
+    copy_record(&store, 2_500, 2_501);
     match store.verify(|_| {}).unwrap() {
         VerifyOutcome::Mismatch { position, reason } => assert_eq!(
             (position, reason.as_str()),
@@ -567,5 +572,17 @@ fn verify_names_each_finding_in_any_chunk() {
             (1_500, "no chain hash is stored")
         ),
         other => panic!("a missing chain hash went unnoticed: {other:?}"),
+    }
+
+    // A record that decodes but claims another position, decoded by the
+    // reading thread and named in order all the same.
+    let (_dir, store) = fresh();
+    copy_record(&store, 1_099, 1_100);
+    match store.verify(|_| {}).unwrap() {
+        VerifyOutcome::Mismatch { position, reason } => {
+            assert_eq!(position, 1_100);
+            assert!(reason.contains("claims position 1099"), "{reason}");
+        }
+        other => panic!("a record at the wrong position went unnoticed: {other:?}"),
     }
 }
