@@ -308,7 +308,9 @@ impl Scheduler {
     /// or before `now_us`, until none is left. Returns how many were
     /// submitted (rescheduling after a rules change, done first, is not
     /// counted). An entry whose command fails is logged and skipped for this
-    /// round, so one bad member cannot stall the others.
+    /// round, so one bad member cannot stall the others. A rules-change
+    /// sweep that could not finish ends the round before any due entry:
+    /// those were made under the old rules.
     pub async fn run_due(&self, now_us: i64) -> Result<usize, CommandError> {
         let (rescheduled, swept) = self.reschedule_after_rule_changes(now_us).await?;
         if rescheduled > 0 {
