@@ -326,6 +326,18 @@ fn check_answer(
     Ok(())
 }
 
+/// The order id of `member`'s `order`-th purchase, if it made that many.
+fn nth_order(
+    orders: &BTreeMap<usize, Vec<(String, i64)>>,
+    member: usize,
+    order: usize,
+) -> Option<String> {
+    orders
+        .get(&member)
+        .and_then(|list| list.get(order))
+        .map(|(order_id, _)| order_id.clone())
+}
+
 async fn run(
     rules: ProgramRules,
     steps: Vec<Step>,
@@ -413,11 +425,8 @@ async fn run(
                 order,
                 cents,
             } => {
-                let order_id = orders
-                    .get(member)
-                    .and_then(|list| list.get(*order))
-                    .map(|(order_id, _)| order_id.clone())
-                    .unwrap_or_else(|| format!("o{index}"));
+                let order_id =
+                    nth_order(&orders, *member, *order).unwrap_or_else(|| format!("o{index}"));
                 Some(member_step(
                     *member,
                     Command::RecordPurchase {
@@ -432,11 +441,8 @@ async fn run(
                 order,
                 cents,
             } => {
-                let known = orders
-                    .get(member)
-                    .and_then(|list| list.get(*order))
-                    .cloned();
-                let (order_id, _) = known.unwrap_or_else(|| (format!("unknown{index}"), 0));
+                let order_id = nth_order(&orders, *member, *order)
+                    .unwrap_or_else(|| format!("unknown{index}"));
                 Some(member_step(
                     *member,
                     Command::RecordReturn {

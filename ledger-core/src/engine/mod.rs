@@ -104,10 +104,32 @@ impl Held {
     }
 }
 
-/// Kind byte of a purchase's record row.
-const RECORD_PURCHASE: u8 = b'p';
-/// Kind byte of a redemption's record row.
-const RECORD_REDEMPTION: u8 = b'r';
+/// The kind of a record row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Record {
+    /// A purchase, by order id.
+    Purchase,
+    /// A redemption, by redemption id.
+    Redemption,
+}
+
+impl Record {
+    /// Its byte in the row's key.
+    fn tag(self) -> u8 {
+        match self {
+            Record::Purchase => b'p',
+            Record::Redemption => b'r',
+        }
+    }
+
+    fn from_tag(tag: u8) -> Option<Record> {
+        match tag {
+            b'p' => Some(Record::Purchase),
+            b'r' => Some(Record::Redemption),
+            _ => None,
+        }
+    }
+}
 
 /// Prefix of a member's record rows in the `snapshots` family: `S || 0`.
 /// The member's snapshot's key is `S` itself, and a stream name holds no
@@ -122,23 +144,23 @@ fn records_prefix(stream: &StreamName) -> Vec<u8> {
 /// A record row's key: `S || 0 || kind || id` -> bincode
 /// [`domain::Purchase`] (kind `p`, by order id) or [`domain::Redemption`]
 /// (kind `r`, by redemption id), as of the latest event about it.
-fn record_key(stream: &StreamName, kind: u8, id: &str) -> Vec<u8> {
+fn record_key(stream: &StreamName, kind: Record, id: &str) -> Vec<u8> {
     let mut key = records_prefix(stream);
-    key.push(kind);
+    key.push(kind.tag());
     key.extend_from_slice(id.as_bytes());
     key
 }
 
 /// The record an event makes or changes, as `(kind, id)`.
-fn event_record(kind: &domain::EventKind) -> Option<(u8, &str)> {
+fn event_record(kind: &domain::EventKind) -> Option<(Record, &str)> {
     match kind {
-        domain::EventKind::PointsEarned(earned) => Some((RECORD_PURCHASE, &earned.order_id)),
-        domain::EventKind::EarnReversed(reversed) => Some((RECORD_PURCHASE, &reversed.order_id)),
+        domain::EventKind::PointsEarned(earned) => Some((Record::Purchase, &earned.order_id)),
+        domain::EventKind::EarnReversed(reversed) => Some((Record::Purchase, &reversed.order_id)),
         domain::EventKind::PointsRedeemed(redeemed) => {
-            Some((RECORD_REDEMPTION, &redeemed.redemption_id))
+            Some((Record::Redemption, &redeemed.redemption_id))
         }
         domain::EventKind::RedemptionCancelled(cancelled) => {
-            Some((RECORD_REDEMPTION, &cancelled.redemption_id))
+            Some((Record::Redemption, &cancelled.redemption_id))
         }
         _ => None,
     }
@@ -147,13 +169,13 @@ fn event_record(kind: &domain::EventKind) -> Option<(u8, &str)> {
 /// The record a command refers to, as `(kind, id)`: the order of a
 /// purchase (a duplicate?) or return, the redemption of a redeem (a
 /// duplicate?) or cancel.
-fn command_record(command: &Command) -> Option<(u8, &str)> {
+fn command_record(command: &Command) -> Option<(Record, &str)> {
     match command {
         Command::RecordPurchase { order_id, .. } | Command::RecordReturn { order_id, .. } => {
-            Some((RECORD_PURCHASE, order_id))
+            Some((Record::Purchase, order_id))
         }
         Command::Redeem { redemption_id, .. } | Command::CancelRedemption { redemption_id } => {
-            Some((RECORD_REDEMPTION, redemption_id))
+            Some((Record::Redemption, redemption_id))
         }
         _ => None,
     }
@@ -165,34 +187,44 @@ fn hold_record(
     store: &Store,
     stream: &StreamName,
     member: &mut Member,
-    (kind, id): (u8, &str),
+    (kind, id): (Record, &str),
 ) -> Result<(), DecideError> {
     let held = match kind {
-        RECORD_PURCHASE => member.purchase(id).is_some(),
-        _ => member.redemption(id).is_some(),
+        Record::Purchase => member.purchase(id).is_some(),
+        Record::Redemption => member.redemption(id).is_some(),
     };
     if held {
         return Ok(());
     }
     let key = record_key(stream, kind, id);
-    let Some(bytes) = store
+    match store
         .db()
         .get_pinned_cf(store.cf(CF_SNAPSHOTS), &key)
         .map_err(StoreError::from)?
-    else {
-        return Ok(());
-    };
+    {
+        Some(bytes) => hold_row(stream, member, (kind, id), &bytes),
+        None => Ok(()),
+    }
+}
+
+/// Holds the record `(kind, id)` of `member` decoded from its row's bytes.
+fn hold_row(
+    stream: &StreamName,
+    member: &mut Member,
+    (kind, id): (Record, &str),
+    bytes: &[u8],
+) -> Result<(), DecideError> {
     let config = bincode::config::standard();
     let bad = |error: bincode::error::DecodeError| {
         store_error(format!("record {id:?} of {stream}: {error}"), 0)
     };
     match kind {
-        RECORD_PURCHASE => {
-            let (purchase, _) = bincode::serde::decode_from_slice(&bytes, config).map_err(bad)?;
+        Record::Purchase => {
+            let (purchase, _) = bincode::serde::decode_from_slice(bytes, config).map_err(bad)?;
             member.hold_purchase(id, purchase);
         }
-        _ => {
-            let (redemption, _) = bincode::serde::decode_from_slice(&bytes, config).map_err(bad)?;
+        Record::Redemption => {
+            let (redemption, _) = bincode::serde::decode_from_slice(bytes, config).map_err(bad)?;
             member.hold_redemption(id, redemption);
         }
     }
@@ -205,14 +237,14 @@ fn stage_record(
     batch: &mut rocksdb::WriteBatch,
     stream: &StreamName,
     member: &Member,
-    (kind, id): (u8, &str),
+    (kind, id): (Record, &str),
 ) -> Result<(), String> {
     let config = bincode::config::standard();
     let bytes = match kind {
-        RECORD_PURCHASE => member
+        Record::Purchase => member
             .purchase(id)
             .map(|purchase| bincode::serde::encode_to_vec(purchase, config)),
-        _ => member
+        Record::Redemption => member
             .redemption(id)
             .map(|redemption| bincode::serde::encode_to_vec(redemption, config)),
     };
@@ -272,7 +304,7 @@ struct Cached {
     /// these.
     used: bool,
     /// Records changed since the last `stage`, as `(kind, id)`.
-    touched: Vec<(u8, String)>,
+    touched: Vec<(Record, String)>,
     /// Loaded without a snapshot, so it holds every record and their rows
     /// may be missing (a store written before records were rows): the next
     /// `stage` writes them all, and a trim must not let them go before.
@@ -611,7 +643,7 @@ fn load_cached(
                 store,
                 stream,
                 &mut member,
-                (RECORD_REDEMPTION, &cancelled.redemption_id),
+                (Record::Redemption, &cancelled.redemption_id),
             )?;
         }
         domain::apply(&mut member, &event);
@@ -656,30 +688,16 @@ pub fn load_member(
         store.cf(CF_SNAPSHOTS),
         rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
     );
-    let config = bincode::config::standard();
     for row in rows {
         let (key, value) = row.map_err(StoreError::from)?;
         let Some(rest) = key.strip_prefix(prefix.as_slice()) else {
             break;
         };
-        let bad = |error: &dyn std::fmt::Display| {
-            store_error(format!("record row of {stream}: {error}"), 0)
-        };
-        let (kind, id) = rest.split_first().ok_or_else(|| bad(&"empty key"))?;
-        let id = std::str::from_utf8(id).map_err(|error| bad(&error))?;
-        match *kind {
-            RECORD_PURCHASE => {
-                let (purchase, _): (domain::Purchase, _) =
-                    bincode::serde::decode_from_slice(&value, config).map_err(|e| bad(&e))?;
-                member.hold_purchase(id, purchase);
-            }
-            RECORD_REDEMPTION => {
-                let (redemption, _): (domain::Redemption, _) =
-                    bincode::serde::decode_from_slice(&value, config).map_err(|e| bad(&e))?;
-                member.hold_redemption(id, redemption);
-            }
-            other => return Err(bad(&format!("unknown record kind {other}"))),
-        }
+        let bad = |reason: &str| store_error(format!("record row of {stream}: {reason}"), 0);
+        let (tag, id) = rest.split_first().ok_or_else(|| bad("empty key"))?;
+        let kind = Record::from_tag(*tag).ok_or_else(|| bad(&format!("unknown kind {tag}")))?;
+        let id = std::str::from_utf8(id).map_err(|_| bad("id is not UTF-8"))?;
+        hold_row(&stream, &mut member, (kind, id), &value)?;
     }
     member.keep_records_here();
     Ok(member)
@@ -791,8 +809,8 @@ impl Decider for LedgerDecider {
             };
             if cached.unwritten_records {
                 let member = &cached.member;
-                let purchases = member.purchases().map(|(id, _)| (RECORD_PURCHASE, id));
-                let redemptions = member.redemptions().map(|(id, _)| (RECORD_REDEMPTION, id));
+                let purchases = member.purchases().map(|(id, _)| (Record::Purchase, id));
+                let redemptions = member.redemptions().map(|(id, _)| (Record::Redemption, id));
                 for record in purchases.chain(redemptions) {
                     stage_record(store, batch, &stream, member, record)?;
                 }
