@@ -15,7 +15,11 @@
 //! code); the same available, pending, debt, tier and set of open lots;
 //! balance = open available lots - debt; points conservation over the
 //! domain's own events; and that replaying every produced event from
-//! `Member::default()` gives the live state. A second property folds the
+//! `Member::default()` gives the live state. Every decision is made a
+//! second time holding only a window of zero to two lots of each order, the
+//! others read back a page at a time when the decision asks (as the engine
+//! reads a paged member's rows): the same answer, and the same state once
+//! every lot is given back. A second property folds the
 //! same scenarios into the balance and tier views (see "The balance and
 //! tier views against the model" below). Shrunk failures are kept as
 //! named regression tests at the bottom. `MODEL_CASES=20000 cargo test
@@ -26,10 +30,10 @@ use std::collections::BTreeMap;
 use ledger_core::clock::{Clock, ManualClock};
 use ledger_core::domain::ProgramDefined;
 use ledger_core::domain::{
-    Campaign, Command, Currency, DomainError, Event, EventKind, ExpiryReason, LotExpiry,
-    LotExpiryRule, Member, Money, Points, ProgramRules, ProgramRulesChanged, ReturnPolicy,
-    Rounding, Rules, ShortfallPolicy, Tier, TierChangeReason, TierMeasure, TransferPoints, apply,
-    decide, decide_transfer,
+    Campaign, Command, Currency, DomainError, Event, EventKind, ExpiryReason, InPlaceError,
+    KeptLots, LotExpiry, LotExpiryRule, Member, Money, Points, ProgramRules, ProgramRulesChanged,
+    ReturnPolicy, Rounding, Rules, ShortfallPolicy, Tier, TierChangeReason, TierMeasure,
+    TransferPoints, apply, decide, decide_in_place_paged, decide_transfer,
 };
 use ledger_core::ids::{IdempotencyKey, MemberId, ProgramId, StreamName};
 use ledger_core::limits::{POINTS_PER_COMMAND_MAX, RECORD_RETENTION_DAYS, SPEND_MINOR_UNITS_MAX};
@@ -1140,6 +1144,106 @@ fn conserved_points(history: &[Event]) -> i64 {
     total
 }
 
+/// Decides `command` again on `member` holding a window of `index % 3`
+/// lots of each order, the others read back `1 + index % 2` at a time:
+/// the answer must be `decided`'s, and with every lot given back, the
+/// member must be what `decided`'s events make of it.
+fn check_paged(
+    member: &Member,
+    command: &Command,
+    rules: &Rules,
+    now: i64,
+    decided: &Result<Vec<Event>, DomainError>,
+    index: usize,
+    label: &str,
+) {
+    let mut paged = member.clone();
+    let kept = KeptLots::take_from(&mut paged, index % 3);
+    let outcome = decide_in_place_paged(&mut paged, &kept, command, rules, now, 1 + index % 2);
+    let mut expected = member.clone();
+    match (decided, outcome.decided) {
+        (Ok(events), Ok(paged_events)) => {
+            assert_eq!(*events, paged_events, "{label}: paged, the same events");
+            for event in events {
+                apply(&mut expected, event);
+            }
+        }
+        (Err(error), Err(InPlaceError::Rejected(paged_error))) => {
+            assert_eq!(*error, paged_error, "{label}: paged, the same rejection");
+        }
+        (decided, paged) => panic!("{label}: paged {paged:?}, holding every lot {decided:?}"),
+    }
+    kept.give_back(&mut paged);
+    assert_eq!(paged, expected, "{label}: paged, the state the events give");
+}
+
+/// [`check_paged`] for a transfer: both members hold a window, and each
+/// side reads back what the decision says that side needs.
+fn check_paged_transfer(
+    (from, to): (&Member, &Member),
+    command: &TransferPoints,
+    rules: &Rules,
+    now: i64,
+    decided: &Result<(Vec<Event>, Vec<Event>), DomainError>,
+    index: usize,
+    label: &str,
+) {
+    let (mut paged_from, mut paged_to) = (from.clone(), to.clone());
+    let kept_from = KeptLots::take_from(&mut paged_from, index % 3);
+    let kept_to = KeptLots::take_from(&mut paged_to, (index + 1) % 3);
+    let paged = loop {
+        match decide_transfer(&paged_from, &paged_to, command, rules, now) {
+            Err(DomainError::LotsNotHeld { needed, receiver }) => {
+                let served = if receiver {
+                    kept_to.serve(&mut paged_to, needed, 1)
+                } else {
+                    kept_from.serve(&mut paged_from, needed, 1)
+                };
+                assert!(served, "{label}: paged transfer, {needed:?} can be read");
+            }
+            other => break other,
+        }
+    };
+    let (mut expected_from, mut expected_to) = (from.clone(), to.clone());
+    match (decided, paged) {
+        (Ok((sent, received)), Ok(paged_events)) => {
+            assert_eq!(
+                (sent, received),
+                (&paged_events.0, &paged_events.1),
+                "{label}: paged transfer, the same events"
+            );
+            for (member, expected, events) in [
+                (&mut paged_from, &mut expected_from, sent),
+                (&mut paged_to, &mut expected_to, received),
+            ] {
+                for event in events {
+                    apply(member, event);
+                    apply(expected, event);
+                }
+            }
+        }
+        (Err(error), Err(paged_error)) => {
+            assert_eq!(
+                *error, paged_error,
+                "{label}: paged transfer, the same rejection"
+            );
+        }
+        (decided, paged) => {
+            panic!("{label}: paged transfer {paged:?}, holding every lot {decided:?}")
+        }
+    }
+    kept_from.give_back(&mut paged_from);
+    kept_to.give_back(&mut paged_to);
+    assert_eq!(
+        paged_from, expected_from,
+        "{label}: paged transfer, the sender"
+    );
+    assert_eq!(
+        paged_to, expected_to,
+        "{label}: paged transfer, the receiver"
+    );
+}
+
 fn check_member(live: &Live, label: &str) {
     let member = &live.member;
     let model = &live.model;
@@ -1276,6 +1380,7 @@ fn run_scenario_recorded(
             Action::Command(command) => {
                 let live = &mut members[step.member];
                 let decided = decide(&live.member, command, &rules, now);
+                check_paged(&live.member, command, &rules, now, &decided, index, &label);
                 let mut model = live.model.clone();
                 let answer = model_command(&mut model, &ModelRules(&raw), command, now);
                 assert_eq!(code(&decided), answer, "{label}: answer ({decided:?})");
@@ -1318,6 +1423,15 @@ fn run_scenario_recorded(
                     &command,
                     &rules,
                     now,
+                );
+                check_paged_transfer(
+                    (&members[*from].member, &members[to].member),
+                    &command,
+                    &rules,
+                    now,
+                    &decided,
+                    index,
+                    &label,
                 );
                 let mut model_from = members[*from].model.clone();
                 let mut model_to = members[to].model.clone();

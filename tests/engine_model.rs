@@ -13,8 +13,10 @@
 //! the rejection code) must match, and every member loaded from the store
 //! must equal the reference and a from-scratch replay of its stream. The
 //! engine snapshots every 1 to 3 events, so loads from a snapshot plus a
-//! tail of events are exercised as well as loads from a snapshot alone. At the
-//! end the chain verifies.
+//! tail of events are exercised as well as loads from a snapshot alone. In
+//! most cases members with more than a few open lots keep them as rows and
+//! hold a window of zero to two of them, so that decisions read lots back
+//! and loads read a paged member's rows. At the end the chain verifies.
 
 mod common;
 
@@ -26,7 +28,8 @@ use ledger_core::domain::{
 };
 use ledger_core::engine::scheduler::Scheduler;
 use ledger_core::engine::{
-    LedgerCommand, LedgerDecider, RECORDS_HELD_MAX, load_member, replay_member,
+    LOT_WINDOW_LOTS, LOTS_HELD_MAX, LOTS_INLINE_MAX, LedgerCommand, LedgerDecider,
+    RECORDS_HELD_MAX, load_member, replay_member,
 };
 use ledger_core::error::CommandError;
 use ledger_core::ids::{IdempotencyKey, MemberId, ProgramId};
@@ -89,7 +92,11 @@ enum Step {
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    let member = 0usize..MEMBERS.len();
+    step_of(0usize..MEMBERS.len())
+}
+
+/// Steps whose members are drawn by `member`.
+fn step_of(member: impl Strategy<Value = usize> + Clone + 'static) -> impl Strategy<Value = Step> {
     prop_oneof![
         4 => (member.clone(), 1i64..50_000).prop_map(|(member, cents)| Step::Purchase { member, cents }),
         2 => (member.clone(), 1i64..300).prop_map(|(member, points)| Step::Award { member, points }),
@@ -239,6 +246,9 @@ impl Reference {
 struct Engine {
     snapshot_every_events: u64,
     records_held_max: usize,
+    /// `LedgerDecider::with_lot_paging`'s inline bound, window and held
+    /// bound.
+    paging: (u64, usize, usize),
     dir: tempfile::TempDir,
     clock: ManualClock,
     store: Option<Store>,
@@ -254,7 +264,8 @@ impl Engine {
             Writer::start(
                 store.clone(),
                 LedgerDecider::with_snapshot_every_events(self.snapshot_every_events)
-                    .with_records_held_max(self.records_held_max),
+                    .with_records_held_max(self.records_held_max)
+                    .with_lot_paging(self.paging.0, self.paging.1, self.paging.2),
                 config,
             )
             .expect("writer"),
@@ -343,10 +354,12 @@ async fn run(
     steps: Vec<Step>,
     snapshot_every_events: u64,
     records_held_max: usize,
+    paging: (u64, usize, usize),
 ) -> Result<(), TestCaseError> {
     let mut engine = Engine {
         snapshot_every_events,
         records_held_max,
+        paging,
         dir: tempfile::tempdir()?,
         clock: ManualClock::new(T0_US),
         store: None,
@@ -586,9 +599,43 @@ proptest! {
         steps in prop::collection::vec(step(), 1..40),
         snapshot_every_events in 1u64..4,
         records_held_max in 0usize..3,
+        // Members past 0 to 3 open lots keep them as rows, holding a window
+        // of 0 to 2 of each order; or no member is paged.
+        paging in prop_oneof![
+            Just((LOTS_INLINE_MAX, LOT_WINDOW_LOTS, LOTS_HELD_MAX)),
+            (0u64..4, 0usize..3, 0usize..3),
+        ],
     ) {
         let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-        runtime.block_on(run(rules, steps, snapshot_every_events, records_held_max))?;
+        runtime.block_on(run(rules, steps, snapshot_every_events, records_held_max, paging))?;
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig {
+        cases: 64,
+        failure_persistence: Some(Box::new(FileFailurePersistence::Direct(
+            "tests/engine_model.proptest-regressions",
+        ))),
+        ..ProptestConfig::default()
+    })]
+
+    /// The same with most steps for one member, which grows past the
+    /// inline bound early and keeps a window of zero to two lots, so that
+    /// most of its decisions read lots back from rows.
+    #[test]
+    fn a_paged_member_equals_the_pure_domain(
+        rules in rules(),
+        steps in prop::collection::vec(
+            step_of(prop_oneof![8 => Just(0usize), 1 => Just(1usize), 1 => Just(2usize)]),
+            20..80,
+        ),
+        snapshot_every_events in 1u64..4,
+        records_held_max in 0usize..3,
+        paging in (0u64..3, 0usize..3, 0usize..2),
+    ) {
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+        runtime.block_on(run(rules, steps, snapshot_every_events, records_held_max, paging))?;
     }
 }
 
@@ -622,6 +669,12 @@ fn a_failed_rules_sweep_defers_the_old_due_entries() {
         .build()
         .expect("runtime");
     runtime
-        .block_on(run(base, steps, 1, RECORDS_HELD_MAX))
+        .block_on(run(
+            base,
+            steps,
+            1,
+            RECORDS_HELD_MAX,
+            (LOTS_INLINE_MAX, LOT_WINDOW_LOTS, LOTS_HELD_MAX),
+        ))
         .expect("the engine equals the pure domain");
 }

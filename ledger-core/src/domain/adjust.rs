@@ -40,7 +40,7 @@ pub(super) fn adjust(
             requested: requested.get(),
         });
     }
-    let (draws, missing) = draw_fefo(work.member(), requested, None);
+    let (draws, missing) = draw_fefo(work.member(), requested, None)?;
     debug_assert!(
         missing == Points::ZERO,
         "debit: the balance never exceeds the available lots"

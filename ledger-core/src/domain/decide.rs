@@ -24,7 +24,7 @@ use super::command::{Command, TransferPoints};
 use super::error::DomainError;
 use super::event::{Event, EventKind, ExpiryReason, MemberEnrolled, PointsExpired, PointsMatured};
 use super::lot::{LotDraw, OpenLot};
-use super::member::{DueKind, Member};
+use super::member::{DueKind, LotsNeeded, Member};
 use super::points::Points;
 use super::rules::Rules;
 use super::{adjust, earn, redeem, reverse, tier, transfer};
@@ -66,6 +66,10 @@ pub enum InPlaceError {
     /// domain, never the caller's. The member's state is lost; the caller
     /// must rebuild it from the log.
     StateLost(DomainError),
+    /// The decision needs lots the member does not hold: the caller reads
+    /// them ([`Member::page_in_fefo`] and the like) and decides again. The
+    /// member is as it was.
+    NeedsLots(LotsNeeded),
 }
 
 /// [`decide`], applying the events to `state` as it goes: on success
@@ -156,7 +160,16 @@ pub fn decide_transfer(
     // Both sides' events are one command's.
     let side_events_max = (COMMAND_EVENTS_MAX - COMMAND_OWN_EVENTS_MAX) / 2;
     sender.catch_up(rules, side_events_max, Partial::Refused)?;
-    receiver.catch_up(rules, side_events_max, Partial::Refused)?;
+    receiver
+        .catch_up(rules, side_events_max, Partial::Refused)
+        .map_err(|error| match error {
+            DomainError::LotsNotHeld { needed, .. } => DomainError::LotsNotHeld {
+                needed,
+                receiver: true,
+            },
+            other => other,
+        })?;
+    // Only the sender's lots are read from here on.
     transfer::transfer(&mut sender, &mut receiver, command)?;
     Ok((sender.into_events(), receiver.into_events()))
 }
@@ -310,12 +323,16 @@ impl<'a> Work<'a> {
         else {
             return InPlaceError::Rejected(error);
         };
+        let refused = |error| match error {
+            DomainError::LotsNotHeld { needed, .. } => InPlaceError::NeedsLots(needed),
+            error => InPlaceError::Rejected(error),
+        };
         match backup {
             Some(backup) => {
                 *member = *backup;
-                InPlaceError::Rejected(error)
+                refused(error)
             }
-            None if !changed => InPlaceError::Rejected(error),
+            None if !changed => refused(error),
             None => {
                 debug_assert!(false, "in-place decision: no error after checks_done");
                 InPlaceError::StateLost(error)
@@ -335,9 +352,8 @@ impl<'a> Work<'a> {
         events_max: usize,
         partial: Partial,
     ) -> Result<(), DomainError> {
-        let steps_max = self
-            .member()
-            .open_lot_count()
+        let steps_max = usize::try_from(self.member().open_lot_count())
+            .unwrap_or(usize::MAX)
             .saturating_mul(2)
             .saturating_add(2);
         for _ in 0..steps_max {
@@ -366,7 +382,7 @@ impl<'a> Work<'a> {
     fn run_due(&mut self, rules: &Rules, due_us: i64, kind: DueKind) -> Result<(), DomainError> {
         match kind {
             DueKind::MaturePending => {
-                if let Some(lot) = self.member().lots.first_maturing_at(due_us) {
+                if let Some(lot) = self.member().lots.first_maturing_at(due_us)? {
                     let matured = PointsMatured {
                         lot_id: lot.lot_id(),
                         points: lot.remaining(),
@@ -376,11 +392,11 @@ impl<'a> Work<'a> {
                 }
             }
             DueKind::ExpireLot => {
-                let draws = whole_lots(self.member().lots.expiring_at(due_us));
+                let draws = whole_lots(self.member().lots.expiring_at(due_us)?);
                 self.expire(ExpiryReason::Lot, draws)?;
             }
             DueKind::ExpireInactive => {
-                let draws = whole_lots(self.member().lots());
+                let draws = whole_lots(self.member().lots.all()?);
                 self.expire(ExpiryReason::Inactivity, draws)?;
             }
             DueKind::EvaluateTier => tier::review(self, rules, due_us)?,
@@ -421,32 +437,13 @@ fn whole_lots<'l>(lots: impl Iterator<Item = &'l OpenLot>) -> Vec<LotDraw> {
 
 /// Draws `amount` from the member's available lots, first-expiring first
 /// (ties by lot id, never-expiring lots last), skipping `skip`. Returns the
-/// draws and what could not be drawn.
+/// draws and what could not be drawn, or the lots to read first.
 pub(super) fn draw_fefo(
     member: &Member,
     amount: Points,
     skip: Option<LotId>,
-) -> (Vec<LotDraw>, Points) {
-    let mut missing = amount.get();
-    let mut draws = Vec::new();
-    // The FEFO index, not a sort of every lot: a member with years of
-    // purchases has thousands of open lots, and a redeem usually needs the
-    // first few.
-    let lots = member
-        .lots_fefo()
-        .filter(|lot| !lot.is_pending() && Some(lot.lot_id()) != skip);
-    for lot in lots {
-        if missing <= 0 {
-            break;
-        }
-        let take = missing.min(lot.remaining().get());
-        draws.push(LotDraw {
-            lot_id: lot.lot_id(),
-            points: Points::new(take),
-        });
-        missing -= take;
-    }
-    (draws, Points::new(missing.max(0)))
+) -> Result<(Vec<LotDraw>, Points), DomainError> {
+    Ok(member.lots.draw_fefo(amount, skip)?)
 }
 
 /// Implicit enrollment: a first earn enrolls the member, recorded as its own

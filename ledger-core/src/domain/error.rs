@@ -4,6 +4,7 @@
 //! which the engine stores under an idempotency key (as a [`Rejection`]) so
 //! that a retry gets the same answer.
 
+use super::member::LotsNeeded;
 use crate::error::{FieldError, FieldReason, Rejection};
 
 /// Why a decision was refused. Nothing was decided when this is returned.
@@ -102,6 +103,26 @@ pub enum DomainError {
     /// new key once they have is decided.
     #[error("the member has more due work than one command may record; retry once it is done")]
     DueWorkBehind,
+    /// The decision needs lots that the member does not hold in memory
+    /// (the engine keeps them as rows; see `Member::keep_lots_elsewhere`).
+    /// Never an answer: the engine reads them and decides again.
+    #[error("the decision needs lots the member does not hold: {needed:?}")]
+    LotsNotHeld {
+        /// What to read.
+        needed: LotsNeeded,
+        /// For a transfer: true when the receiver needs them, false for the
+        /// sender (and for every other command's one member).
+        receiver: bool,
+    },
+}
+
+impl From<LotsNeeded> for DomainError {
+    fn from(needed: LotsNeeded) -> Self {
+        DomainError::LotsNotHeld {
+            needed,
+            receiver: false,
+        }
+    }
 }
 
 impl DomainError {
@@ -124,6 +145,7 @@ impl DomainError {
             Self::ProgramAlreadyDefined => "program_already_defined",
             Self::ProgramNotDefined => "program_not_defined",
             Self::DueWorkBehind => "due_work_behind",
+            Self::LotsNotHeld { .. } => "lots_not_held",
         }
     }
 
@@ -201,6 +223,11 @@ mod tests {
             },
             DomainError::ProgramAlreadyDefined,
             DomainError::ProgramNotDefined,
+            DomainError::DueWorkBehind,
+            DomainError::LotsNotHeld {
+                needed: LotsNeeded::All,
+                receiver: false,
+            },
         ];
         let mut codes: Vec<&str> = all.iter().map(DomainError::code).collect();
         for code in &codes {

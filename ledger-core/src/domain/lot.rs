@@ -10,6 +10,22 @@ use super::error::DomainError;
 use super::points::Points;
 use crate::ids::LotId;
 
+/// A lot's place in first-expiring-first order: `(never expires, expiry
+/// time or 0, lot id)`. Lots that expire come first, earliest expiry
+/// first; the lots that never expire come last; ties go to the older lot.
+pub type FefoKey = (bool, i64, LotId);
+/// The first FEFO key: no lot lies before it.
+pub const FEFO_KEY_MIN: FefoKey = (false, i64::MIN, LotId::new(0));
+/// The last FEFO key: every lot lies before it.
+pub const FEFO_KEY_MAX: FefoKey = (true, i64::MAX, LotId::new(u64::MAX));
+
+/// A pending lot's place in maturity order: `(available_at_us, lot id)`.
+pub type MaturityKey = (i64, LotId);
+/// The first maturity key.
+pub const MATURITY_KEY_MIN: MaturityKey = (i64::MIN, LotId::new(0));
+/// The last maturity key.
+pub const MATURITY_KEY_MAX: MaturityKey = (i64::MAX, LotId::new(u64::MAX));
+
 /// A lot as created, field for field `pointsledger.v1.Lot`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Lot {
@@ -24,6 +40,28 @@ pub struct Lot {
     /// The first microsecond at which it is expired; `None` = never
     /// (`0` in the proto: no real lot expires at the epoch).
     pub expires_at_us: Option<i64>,
+}
+
+impl Lot {
+    /// Its place in first-expiring-first order.
+    pub fn fefo_key(&self) -> FefoKey {
+        (
+            self.expires_at_us.is_none(),
+            self.expires_at_us.unwrap_or(0),
+            self.lot_id,
+        )
+    }
+
+    /// Its place in maturity order (meaningful while it is pending).
+    pub fn maturity_key(&self) -> MaturityKey {
+        (self.available_at_us, self.lot_id)
+    }
+
+    /// True when it was created pending: it has, or had, a place in
+    /// maturity order.
+    pub fn was_pending(&self) -> bool {
+        self.available_at_us > self.earned_at_us
+    }
 }
 
 /// Points taken from (or given back to) one lot, field for field
@@ -88,12 +126,13 @@ impl OpenLot {
 
     /// First-expiring-first order: earliest expiry first, never-expiring
     /// lots last, ties by lot id (oldest first).
-    pub fn fefo_key(&self) -> (bool, i64, LotId) {
-        (
-            self.lot.expires_at_us.is_none(),
-            self.lot.expires_at_us.unwrap_or(0),
-            self.lot.lot_id,
-        )
+    pub fn fefo_key(&self) -> FefoKey {
+        self.lot.fefo_key()
+    }
+
+    /// Its place in maturity order (meaningful while it is pending).
+    pub fn maturity_key(&self) -> MaturityKey {
+        self.lot.maturity_key()
     }
 
     pub(super) fn set_remaining(&mut self, remaining: Points) {

@@ -62,6 +62,7 @@ pub mod event;
 pub mod lot;
 pub mod member;
 pub mod money;
+pub mod paging;
 pub mod points;
 pub mod program;
 pub mod rules;
@@ -87,9 +88,13 @@ pub use event::{
     PointsAwarded, PointsEarned, PointsExpired, PointsMatured, PointsRedeemed, PointsTransferred,
     ProgramDefined, ProgramRulesChanged, RedemptionCancelled, TierChangeReason, TierChanged,
 };
-pub use lot::{Lot, LotDraw, OpenLot};
-pub use member::{DueKind, DueSchedule, Member, Purchase, QualifyingDay, Redemption};
+pub use lot::{
+    FEFO_KEY_MAX, FEFO_KEY_MIN, FefoKey, Lot, LotDraw, MATURITY_KEY_MAX, MATURITY_KEY_MIN,
+    MaturityKey, OpenLot,
+};
+pub use member::{DueKind, DueSchedule, LotsNeeded, Member, Purchase, QualifyingDay, Redemption};
 pub use money::{Currency, Money};
+pub use paging::{KeptLots, PagedDecision, decide_in_place_paged};
 pub use points::Points;
 pub use program::{Program, apply_program, decide_program};
 pub use rules::{

@@ -48,7 +48,7 @@ pub(super) fn redeem(
             requested: points.get(),
         });
     }
-    let (draws, missing) = draw_fefo(member, points, None);
+    let (draws, missing) = draw_fefo(member, points, None)?;
     debug_assert!(
         missing == Points::ZERO,
         "redeem: the balance never exceeds the available lots"
@@ -100,6 +100,9 @@ pub(super) fn cancel(
         if inactive || lot_expired {
             expired.push(draw);
         } else {
+            // Giving points back needs to know whether the lot is still
+            // open (it gets them) or closed (it opens again as created).
+            member.lots.state(lot.lot_id)?;
             restored.push(draw);
         }
     }

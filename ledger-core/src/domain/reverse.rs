@@ -72,7 +72,7 @@ pub(super) fn record_return(
         QualifyingMeasure::Points => base_reversed,
         QualifyingMeasure::Spend => refund.minor_units,
     };
-    let (draws, shortfall_points) = claw_back(work, purchase.lot_id, points);
+    let (draws, shortfall_points) = claw_back(work, purchase.lot_id, points)?;
     let shortfall_policy = rules.return_policy();
     if shortfall_policy == ReturnPolicy::Debt {
         member
@@ -98,11 +98,15 @@ pub(super) fn record_return(
 }
 
 /// Own lot first, then other available lots first-expiring-first.
-fn claw_back(work: &Work<'_>, own_lot_id: LotId, points: Points) -> (Vec<LotDraw>, Points) {
+fn claw_back(
+    work: &Work<'_>,
+    own_lot_id: LotId,
+    points: Points,
+) -> Result<(Vec<LotDraw>, Points), DomainError> {
     let member = work.member();
     let mut draws = Vec::new();
     let mut missing = points;
-    if let Some(own) = member.lot(own_lot_id) {
+    if let Some(own) = member.lots.state(own_lot_id)? {
         let take = Points::new(missing.get().min(own.remaining().get()));
         if take.is_positive() {
             draws.push(LotDraw {
@@ -112,7 +116,7 @@ fn claw_back(work: &Work<'_>, own_lot_id: LotId, points: Points) -> (Vec<LotDraw
             missing = Points::new(missing.get() - take.get());
         }
     }
-    let (others, shortfall) = draw_fefo(member, missing, Some(own_lot_id));
+    let (others, shortfall) = draw_fefo(member, missing, Some(own_lot_id))?;
     draws.extend(others);
-    (draws, shortfall)
+    Ok((draws, shortfall))
 }

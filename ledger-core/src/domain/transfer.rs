@@ -31,7 +31,7 @@ pub(super) fn transfer(
             requested: points.get(),
         });
     }
-    let (draws, missing) = draw_fefo(sender.member(), points, None);
+    let (draws, missing) = draw_fefo(sender.member(), points, None)?;
     debug_assert!(
         missing == Points::ZERO,
         "transfer: the balance never exceeds the available lots"

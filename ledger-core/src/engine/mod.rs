@@ -21,10 +21,16 @@
 //! Snapshots are bincode and rebuildable: a snapshot whose format version
 //! differs is ignored and the member is rebuilt from its stream.
 
+mod lots;
 pub mod scheduler;
 
-use crate::domain::{self, Command, Member, Program, ProgramCommand, Rules, TransferPoints};
+pub use lots::{LOT_WINDOW_LOTS, LOTS_INLINE_MAX};
+
+use crate::domain::{
+    self, Command, LotsNeeded, Member, OpenLot, Program, ProgramCommand, Rules, TransferPoints,
+};
 use crate::error::{CommandError, Rejection, StoreError};
+use crate::ids::LotId;
 use crate::ids::{MemberId, ProgramId, StreamName};
 use crate::record;
 use crate::store::{CF_DUE, CF_SNAPSHOTS, Store, keys};
@@ -60,8 +66,13 @@ pub fn snapshot_interval(member: &Member, every_events: u64, entries_per_event: 
 }
 /// Bumped whenever [`Member`]'s shape changes: older snapshots are ignored.
 /// Version 3: purchases and redemptions are record rows, and a snapshot
-/// holds only those held when it was written.
-pub const SNAPSHOT_FORMAT_VERSION: u32 = 3;
+/// holds only those held when it was written. Version 4: a snapshot holds
+/// no record, and its lots only when the member is not paged.
+pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
+/// Open lots held in memory, over every cached member, before the paged
+/// members let go of all but the first [`LOT_WINDOW_LOTS`] of each order
+/// (their rows are the truth). About 250 bytes each with their orders.
+pub const LOTS_HELD_MAX: usize = 100_000;
 /// Purchases and redemptions held in memory, over every cached member,
 /// before they are let go (their rows are the truth). About 200 bytes
 /// each; a skewed population's hot members make hundreds of purchases a
@@ -80,14 +91,29 @@ pub const METRIC_CACHE_ENTRIES: &str = "ledger_engine_cache_entries";
 struct Held {
     /// Purchases and redemptions.
     records: usize,
+    /// Lots held by paged members beyond their windows, and the closes
+    /// they remember.
+    lots: usize,
     /// Every entry of their state ([`Member::entry_count`]).
     entries: usize,
 }
 
 impl Held {
-    fn of(member: &Member) -> Held {
+    /// What `member` holds; of a paged member's lots, those beyond the two
+    /// windows of `window` lots that it keeps after a release, and the
+    /// closes it remembers until then.
+    fn of(member: &Member, window: usize) -> Held {
+        let lots = if member.lots_kept_elsewhere() {
+            member
+                .held_lot_count()
+                .saturating_sub(window.saturating_mul(2))
+                + member.closed_lot_count()
+        } else {
+            0
+        };
         Held {
             records: member.held_records(),
+            lots,
             entries: member.entry_count(),
         }
     }
@@ -95,11 +121,13 @@ impl Held {
     /// Replaces `before` of one member by `after`.
     fn moved(&mut self, before: Held, after: Held) {
         self.records = (self.records + after.records).saturating_sub(before.records);
+        self.lots = (self.lots + after.lots).saturating_sub(before.lots);
         self.entries = (self.entries + after.entries).saturating_sub(before.entries);
     }
 
     fn add(&mut self, other: Held) {
         self.records += other.records;
+        self.lots += other.lots;
         self.entries += other.entries;
     }
 }
@@ -131,10 +159,11 @@ impl Record {
     }
 }
 
-/// Prefix of a member's record rows in the `snapshots` family: `S || 0`.
-/// The member's snapshot's key is `S` itself, and a stream name holds no
-/// zero byte, so the two never meet.
-fn records_prefix(stream: &StreamName) -> Vec<u8> {
+/// Prefix of a member's rows in the `snapshots` family: `S || 0`, then a
+/// kind byte: `p` and `r` for its records, `F`, `L` and `M` for its lots
+/// when it is paged (`lots.rs`). The member's snapshot's key is `S`
+/// itself, and a stream name holds no zero byte, so the two never meet.
+fn member_rows_prefix(stream: &StreamName) -> Vec<u8> {
     let mut key = Vec::with_capacity(stream.as_str().len() + 2 + 32);
     key.extend_from_slice(stream.as_str().as_bytes());
     key.push(0);
@@ -145,7 +174,7 @@ fn records_prefix(stream: &StreamName) -> Vec<u8> {
 /// [`domain::Purchase`] (kind `p`, by order id) or [`domain::Redemption`]
 /// (kind `r`, by redemption id), as of the latest event about it.
 fn record_key(stream: &StreamName, kind: Record, id: &str) -> Vec<u8> {
-    let mut key = records_prefix(stream);
+    let mut key = member_rows_prefix(stream);
     key.push(kind.tag());
     key.extend_from_slice(id.as_bytes());
     key
@@ -277,20 +306,26 @@ pub enum LedgerCommand {
 }
 
 /// A member snapshot as stored: the state after `stream_version` events.
+/// The member encodes without its lots and records (see [`Member`]): a
+/// member that keeps its lots here has them in `lots`, every open one; a
+/// paged member has `None`, its lots being rows.
 #[derive(Deserialize)]
 struct Snapshot {
     format_version: u32,
     stream_version: u64,
     member: Member,
+    lots: Option<Vec<OpenLot>>,
 }
 
 /// The same fields borrowed, for encoding without cloning the member: serde
-/// encodes `&Member` exactly as `Member`.
+/// encodes `&Member` exactly as `Member`, and a list of borrowed lots as a
+/// list of lots.
 #[derive(Serialize)]
 struct SnapshotRef<'a> {
     format_version: u32,
     stream_version: u64,
     member: &'a Member,
+    lots: Option<Vec<&'a OpenLot>>,
 }
 
 struct Cached {
@@ -309,6 +344,25 @@ struct Cached {
     /// may be missing (a store written before records were rows): the next
     /// `stage` writes them all, and a trim must not let them go before.
     unwritten_records: bool,
+    /// Its lots are rows (`lots.rs`), and its snapshot is written with
+    /// every batch that changes it.
+    paged: bool,
+    /// Lots changed since the last `stage` of a paged member.
+    touched_lots: Vec<(LotId, lots::LotTouch)>,
+    /// A snapshot was there but could not be used: lot rows written under
+    /// it may remain, and the next `stage` deletes them first.
+    stale_lot_rows: bool,
+}
+
+impl Cached {
+    /// Notes the lots `events` changed, for a paged member's rows.
+    fn note_lots<'e>(&mut self, events: impl IntoIterator<Item = &'e domain::Event>) {
+        if self.paged {
+            for event in events {
+                lots::event_lots(&event.kind, &mut self.touched_lots);
+            }
+        }
+    }
 }
 
 /// The decider of a real ledger: programs and members in memory.
@@ -325,6 +379,12 @@ pub struct LedgerDecider {
     held: Held,
     /// See [`RECORDS_HELD_MAX`].
     records_held_max: usize,
+    /// See [`LOTS_HELD_MAX`].
+    lots_held_max: usize,
+    /// See [`LOTS_INLINE_MAX`].
+    lots_inline_max: u64,
+    /// See [`LOT_WINDOW_LOTS`].
+    lot_window: usize,
     /// See [`MEMBER_CACHE_ENTRIES_MAX`].
     members_max: usize,
 }
@@ -339,6 +399,9 @@ impl Default for LedgerDecider {
             snapshot_entries_per_event: SNAPSHOT_ENTRIES_PER_EVENT,
             held: Held::default(),
             records_held_max: RECORDS_HELD_MAX,
+            lots_held_max: LOTS_HELD_MAX,
+            lots_inline_max: LOTS_INLINE_MAX,
+            lot_window: LOT_WINDOW_LOTS,
             members_max: MEMBER_CACHE_ENTRIES_MAX,
         }
     }
@@ -414,6 +477,19 @@ impl LedgerDecider {
         }
     }
 
+    /// The same engine paging the lots of members with more than `inline`
+    /// open lots, keeping `window` of each order after letting go of lots
+    /// once more than `held` are held (0: after every batch): tests use
+    /// small values so that lots are read back from their rows.
+    pub fn with_lot_paging(self, inline: u64, window: usize, held: usize) -> Self {
+        LedgerDecider {
+            lots_inline_max: inline,
+            lot_window: window,
+            lots_held_max: held,
+            ..self
+        }
+    }
+
     fn program(
         &mut self,
         store: &Store,
@@ -440,7 +516,7 @@ impl LedgerDecider {
             Some(cached) => cached.used = true,
             None => {
                 let cached = load_cached(store, stream, true)?;
-                self.held.add(Held::of(&cached.member));
+                self.held.add(Held::of(&cached.member, self.lot_window));
                 self.members.insert(stream.clone(), cached);
             }
         }
@@ -448,19 +524,21 @@ impl LedgerDecider {
     }
 
     /// Notes what `events`, just applied to `cached`, changed in its
-    /// records, and what it holds now (it held `before`).
-    fn note_records<'e>(
+    /// records and lots, and what it holds now (it held `before`).
+    fn note_changes(
         held: &mut Held,
+        window: usize,
         cached: &mut Cached,
         before: Held,
-        events: impl IntoIterator<Item = &'e domain::Event>,
+        events: &[domain::Event],
     ) {
         for event in events {
             if let Some((kind, id)) = event_record(&event.kind) {
                 cached.touched.push((kind, id.to_owned()));
             }
         }
-        held.moved(before, Held::of(&cached.member));
+        cached.note_lots(events);
+        held.moved(before, Held::of(&cached.member, window));
     }
 
     /// Applies `events` to the cached member and emits them on its stream.
@@ -475,11 +553,17 @@ impl LedgerDecider {
             debug_assert!(false, "a member is loaded before its events are emitted");
             return None;
         };
-        let held_before = Held::of(&cached.member);
+        let held_before = Held::of(&cached.member, self.lot_window);
         for event in &events {
             domain::apply(&mut cached.member, event);
         }
-        Self::note_records(&mut self.held, cached, held_before, &events);
+        Self::note_changes(
+            &mut self.held,
+            self.lot_window,
+            cached,
+            held_before,
+            &events,
+        );
         for event in events {
             cached.stream_version += 1;
             out.push(Emitted {
@@ -509,28 +593,17 @@ impl LedgerDecider {
             .members
             .get_mut(&stream)
             .ok_or_else(|| store_error("member not loaded", 0))?;
-        let held_before = Held::of(&cached.member);
-        if let Some(record) = command_record(command) {
-            hold_record(store, &stream, &mut cached.member, record)?;
-        }
-        // In place: the cached member becomes the state after the events,
-        // and a rejection leaves it as it was.
-        let decided = domain::decide_in_place(&mut cached.member, command, rules, now_us);
+        let window = self.lot_window;
+        let held_before = Held::of(&cached.member, window);
+        let decided = decide_paging(store, &stream, &mut cached.member, command, rules, now_us);
         let events = match decided {
             Ok(events) => events,
             Err(error) => {
-                Self::note_records(&mut self.held, cached, held_before, []);
-                return Err(match error {
-                    domain::InPlaceError::Rejected(error) => {
-                        DecideError::from(Rejection::from(error))
-                    }
-                    domain::InPlaceError::StateLost(error) => {
-                        DecideError::StateLost(format!("{stream}: {error}"))
-                    }
-                });
+                Self::note_changes(&mut self.held, window, cached, held_before, &[]);
+                return Err(error);
             }
         };
-        Self::note_records(&mut self.held, cached, held_before, &events);
+        Self::note_changes(&mut self.held, window, cached, held_before, &events);
         cached.stream_version += events.len() as u64;
         for event in events {
             out.push(Emitted {
@@ -558,17 +631,78 @@ impl LedgerDecider {
         let to = StreamName::member(program_id, &transfer.to_member_id);
         self.load_member(store, &from)?;
         self.load_member(store, &to)?;
-        let (Some(sender), Some(receiver)) = (self.members.get(&from), self.members.get(&to))
-        else {
-            return Err(store_error("member not loaded", 0));
+        let (sent, received) = loop {
+            let (Some(sender), Some(receiver)) = (self.members.get(&from), self.members.get(&to))
+            else {
+                return Err(store_error("member not loaded", 0));
+            };
+            match domain::decide_transfer(&sender.member, &receiver.member, transfer, rules, now_us)
+            {
+                Ok(decided) => break decided,
+                Err(domain::DomainError::LotsNotHeld { needed, receiver }) => {
+                    let stream = if receiver { &to } else { &from };
+                    let Some(cached) = self.members.get_mut(stream) else {
+                        return Err(store_error("member not loaded", 0));
+                    };
+                    let held_before = Held::of(&cached.member, self.lot_window);
+                    let read = lots::page_in(store, stream, &mut cached.member, needed);
+                    self.held
+                        .moved(held_before, Held::of(&cached.member, self.lot_window));
+                    if !read? {
+                        return Err(lots_unread(stream, needed));
+                    }
+                }
+                Err(error) => return Err(Rejection::from(error).into()),
+            }
         };
-        let (sent, received) =
-            domain::decide_transfer(&sender.member, &receiver.member, transfer, rules, now_us)
-                .map_err(Rejection::from)?;
         let sender_points = self.emit(&from, sent, out);
         self.emit(&to, received, out);
         Ok(sender_points)
     }
+}
+
+/// Decides `command` in place on `member`, after reading back the record
+/// it refers to and, as often as the decision asks, the lots it needs.
+/// Each read holds more of the member's lots, so the loop ends: at the
+/// latest once every lot is held, when no decision asks again.
+fn decide_paging(
+    store: &Store,
+    stream: &StreamName,
+    member: &mut Member,
+    command: &Command,
+    rules: &Rules,
+    now_us: i64,
+) -> Result<Vec<domain::Event>, DecideError> {
+    if let Some(record) = command_record(command) {
+        hold_record(store, stream, member, record)?;
+    }
+    loop {
+        // In place: the member becomes the state after the events, and a
+        // rejection (or a need for lots) leaves it as it was.
+        match domain::decide_in_place(member, command, rules, now_us) {
+            Ok(events) => return Ok(events),
+            Err(domain::InPlaceError::NeedsLots(needed)) => {
+                if !lots::page_in(store, stream, member, needed)? {
+                    return Err(lots_unread(stream, needed));
+                }
+            }
+            Err(domain::InPlaceError::Rejected(error)) => {
+                return Err(DecideError::from(Rejection::from(error)));
+            }
+            Err(domain::InPlaceError::StateLost(error)) => {
+                return Err(DecideError::StateLost(format!("{stream}: {error}")));
+            }
+        }
+    }
+}
+
+/// A decision asked for lots that reading gave nothing more of: the rows
+/// and the member's counts disagree.
+fn lots_unread(stream: &StreamName, needed: LotsNeeded) -> DecideError {
+    store_error(
+        format!("{stream}: a decision needs lots that its rows do not hold: {needed:?}"),
+        0,
+    )
 }
 
 /// A member's points as the answer to a command gives them.
@@ -599,13 +733,16 @@ fn defined_rules<'a>(
 }
 
 /// Loads a member: from its snapshot plus any later events of its stream
-/// when `use_snapshot`, else by replaying the whole stream.
+/// when `use_snapshot`, else by replaying the whole stream. A paged member
+/// is its snapshot and the first lots of each order; its snapshot is
+/// written with every batch that changes it, so it has no later events
+/// (if it has, it is replayed from its stream instead).
 fn load_cached(
     store: &Store,
     stream: &StreamName,
     use_snapshot: bool,
 ) -> Result<Cached, DecideError> {
-    let snapshot = if use_snapshot {
+    let bytes = if use_snapshot {
         store
             .db()
             .get_pinned_cf(store.cf(CF_SNAPSHOTS), stream.as_str().as_bytes())
@@ -613,16 +750,35 @@ fn load_cached(
     } else {
         None
     };
-    let snapshot = snapshot.and_then(|bytes| {
+    let found = bytes.is_some();
+    let snapshot = bytes.and_then(|bytes| {
         bincode::serde::decode_from_slice::<Snapshot, _>(&bytes, bincode::config::standard())
             .ok()
             .map(|(snapshot, _)| snapshot)
             .filter(|snapshot| snapshot.format_version == SNAPSHOT_FORMAT_VERSION)
     });
     let unwritten_records = use_snapshot && snapshot.is_none();
-    let (mut member, mut stream_version) = match snapshot {
-        Some(snapshot) => (snapshot.member, snapshot.stream_version),
-        None => (Member::default(), 0),
+    // A snapshot that cannot be read may have had lot rows written under
+    // it; a missing one never had (a paged member always has one).
+    let stale_lot_rows = found && snapshot.is_none();
+    let (mut member, mut stream_version, paged) = match snapshot {
+        Some(Snapshot {
+            member,
+            stream_version,
+            lots: Some(lots),
+            ..
+        }) => {
+            let mut member = member;
+            member.page_in_all(lots);
+            (member, stream_version, false)
+        }
+        Some(Snapshot {
+            member,
+            stream_version,
+            lots: None,
+            ..
+        }) => (member, stream_version, true),
+        None => (Member::default(), 0, false),
     };
     if use_snapshot {
         member.keep_records_elsewhere();
@@ -630,7 +786,22 @@ fn load_cached(
     let snapshot_version = stream_version;
     // Events after the snapshot: none when snapshots are current, all of them
     // when the snapshot is missing or of an older format.
-    for stored in store.read_stream(stream, stream_version + 1, usize::MAX)? {
+    let tail = store.read_stream(stream, stream_version + 1, usize::MAX)?;
+    if paged {
+        if !tail.is_empty() {
+            // Its lot rows may be ahead of the snapshot: replay the stream
+            // and write every row again.
+            tracing::warn!(%stream, "a paged member's snapshot is behind its stream; replaying it");
+            let mut cached = load_cached(store, stream, false)?;
+            cached.member.keep_records_elsewhere();
+            cached.unwritten_records = true;
+            cached.stale_lot_rows = true;
+            return Ok(cached);
+        }
+        member.keep_lots_elsewhere();
+        lots::page_in_windows(store, stream, &mut member)?;
+    }
+    for stored in tail {
         let record = stored.decode()?;
         let event =
             record::event_from_record(&record).map_err(|e| store_error(e, stored.position))?;
@@ -669,6 +840,9 @@ fn load_cached(
         used: false,
         touched: Vec::new(),
         unwritten_records,
+        paged,
+        touched_lots: Vec::new(),
+        stale_lot_rows,
     })
 }
 
@@ -683,7 +857,11 @@ pub fn load_member(
 ) -> Result<Member, DecideError> {
     let stream = StreamName::member(program_id, member_id);
     let mut member = load_cached(store, &stream, true)?.member;
-    let prefix = records_prefix(&stream);
+    if member.lots_kept_elsewhere() {
+        member.page_in_all(lots::read_all(store, &stream)?);
+        member.keep_lots_here();
+    }
+    let prefix = member_rows_prefix(&stream);
     let rows = store.db().iterator_cf(
         store.cf(CF_SNAPSHOTS),
         rocksdb::IteratorMode::From(&prefix, rocksdb::Direction::Forward),
@@ -695,6 +873,9 @@ pub fn load_member(
         };
         let bad = |reason: &str| store_error(format!("record row of {stream}: {reason}"), 0);
         let (tag, id) = rest.split_first().ok_or_else(|| bad("empty key"))?;
+        if lots::is_lot_row(*tag) {
+            continue;
+        }
         let kind = Record::from_tag(*tag).ok_or_else(|| bad(&format!("unknown kind {tag}")))?;
         let id = std::str::from_utf8(id).map_err(|_| bad("id is not UTF-8"))?;
         hold_row(&stream, &mut member, (kind, id), &value)?;
@@ -822,6 +1003,29 @@ impl Decider for LedgerDecider {
             for (kind, id) in cached.touched.drain(..) {
                 stage_record(store, batch, &stream, &cached.member, (kind, &id))?;
             }
+            // Lots: a member past the inline bound becomes paged, all its
+            // lots written as rows; a paged member writes the lots changed.
+            let rewritten = std::mem::take(&mut cached.stale_lot_rows);
+            if rewritten {
+                lots::clear_lot_rows(store, batch, &stream);
+            }
+            if cached.paged {
+                lots::stage_touched(
+                    store,
+                    batch,
+                    &stream,
+                    &cached.member,
+                    &mut cached.touched_lots,
+                )?;
+            } else if cached.member.open_lot_count() > self.lots_inline_max {
+                lots::stage_all(store, batch, &stream, &cached.member)?;
+                let before = Held::of(&cached.member, self.lot_window);
+                cached.member.keep_lots_elsewhere();
+                self.held
+                    .moved(before, Held::of(&cached.member, self.lot_window));
+                cached.paged = true;
+                cached.touched_lots.clear();
+            }
             let program_id = stream_program(&stream);
             let next_due = program_id
                 .and_then(|program_id| self.programs.get(&program_id))
@@ -854,23 +1058,34 @@ impl Decider for LedgerDecider {
                 }
                 cached.due = next_due;
             }
+            // A paged member's rows are always the latest, so its snapshot
+            // must be too: it is written with every batch that changes it.
             let interval = snapshot_interval(
                 &cached.member,
                 self.snapshot_every_events,
                 self.snapshot_entries_per_event,
             );
-            if cached.stream_version - cached.snapshot_version < interval {
+            let due_for_snapshot = cached.paged
+                || rewritten
+                || cached.stream_version - cached.snapshot_version >= interval;
+            if !due_for_snapshot {
                 continue;
             }
             let snapshot = SnapshotRef {
                 format_version: SNAPSHOT_FORMAT_VERSION,
                 stream_version: cached.stream_version,
                 member: &cached.member,
+                lots: (!cached.paged).then(|| cached.member.lots().collect()),
             };
             match bincode::serde::encode_to_vec(&snapshot, bincode::config::standard()) {
                 Ok(bytes) => {
                     batch.put_cf(store.cf(CF_SNAPSHOTS), stream.as_str().as_bytes(), bytes);
                     cached.snapshot_version = cached.stream_version;
+                }
+                // A paged member's lot rows are ahead of its old snapshot:
+                // the batch must not be written without the new one.
+                Err(error) if cached.paged => {
+                    return Err(format!("snapshot of {stream}: {error}"));
                 }
                 // Without a snapshot the member is replayed from its stream on
                 // the next load: slower, never wrong.
@@ -881,6 +1096,7 @@ impl Decider for LedgerDecider {
             ("members", self.members.len()),
             ("entries", self.held.entries),
             ("records", self.held.records),
+            ("paged_lots", self.held.lots),
         ] {
             metrics::gauge!(METRIC_CACHE_ENTRIES, "kind" => kind).set(count as f64);
         }
@@ -888,7 +1104,9 @@ impl Decider for LedgerDecider {
     }
 
     fn needs_trim(&self) -> bool {
-        self.members.len() > self.members_max || self.held.records > self.records_held_max
+        self.members.len() > self.members_max
+            || self.held.records > self.records_held_max
+            || self.held.lots > self.lots_held_max
     }
 
     /// Over the member bound: keeps the members decided for more than once
@@ -899,7 +1117,9 @@ impl Decider for LedgerDecider {
     /// largest members one after another, and stalled the writer. Over the
     /// records bound: lets go of every record held, their rows being
     /// durable now, and forgets the members whose rows may not all be
-    /// written yet.
+    /// written yet. Over the lots bound: the paged members let go of their
+    /// lots beyond the first [`LOT_WINDOW_LOTS`] of each order, their rows
+    /// being durable now.
     fn trim(&mut self) {
         if self.members.len() > self.members_max {
             self.members
@@ -924,10 +1144,20 @@ impl Decider for LedgerDecider {
                 cached.member.release_records();
             }
         }
-        self.held = Held::default();
-        for cached in self.members.values() {
-            self.held.add(Held::of(&cached.member));
+        if self.held.lots > self.lots_held_max {
+            for cached in self.members.values_mut().filter(|cached| cached.paged) {
+                debug_assert!(
+                    cached.touched_lots.is_empty(),
+                    "every changed lot is staged before a trim"
+                );
+                cached.member.release_lots(self.lot_window);
+            }
         }
+        let mut held = Held::default();
+        for cached in self.members.values() {
+            held.add(Held::of(&cached.member, self.lot_window));
+        }
+        self.held = held;
         self.dirty.clear();
     }
 }
@@ -1019,6 +1249,88 @@ mod tests {
             "at most half: {kept:?}"
         );
         assert!(!decider.needs_trim());
+    }
+
+    /// Goal: a member with many open lots holds a window of them, however
+    /// many it has, and reads the others back from their rows when a
+    /// decision needs them, also after a restart. Method: a decider paging
+    /// past 8 lots with windows of 4, letting go after every batch; each
+    /// decision staged and written as the writer does (without the log:
+    /// the member stays cached or loads from its snapshot, whose stream has
+    /// no later event); 300 purchases, then a redeem that needs most of
+    /// the lots.
+    #[test]
+    fn a_paged_member_holds_a_window_of_its_lots() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let paging = || LedgerDecider::new().with_lot_paging(8, 4, 0);
+        let mut decider = paging();
+        let at_us = 1_800_000_000_000_000;
+        let mut define = envelope("x", "define", at_us);
+        define.command = LedgerCommand::Program(ProgramCommand::DefineProgram {
+            rules: ProgramRules::basic("USD"),
+        });
+        let decide_and_write = |decider: &mut LedgerDecider, envelope: &Envelope<LedgerCommand>| {
+            let mut out = Vec::new();
+            let points = decider.decide(&store, envelope, at_us, &mut out);
+            let mut batch = rocksdb::WriteBatch::default();
+            decider.stage(&store, &mut batch).expect("staged");
+            store.write_durable(batch).expect("written");
+            if decider.needs_trim() {
+                decider.trim();
+            }
+            points
+        };
+        decide_and_write(&mut decider, &define).expect("defined");
+        let stream = StreamName::member(
+            &ProgramId::parse("program_id", "p").expect("program id"),
+            &MemberId::parse("member_id", "hot").expect("member id"),
+        );
+        let mut most_held = 0;
+        for order in 0..300 {
+            let purchase = envelope("hot", &format!("o{order}"), at_us);
+            decide_and_write(&mut decider, &purchase).expect("purchase");
+            most_held = most_held.max(decider.members[&stream].member.held_lot_count());
+        }
+        let member = &decider.members[&stream].member;
+        assert_eq!(member.open_lot_count(), 300);
+        assert!(
+            most_held <= 2 * 4 + 1,
+            "at most the two windows and the newest lot are held: {most_held}"
+        );
+        // Ten points a lot: 2,500 points take 250 lots, read back in pages.
+        let balance = member.balance_points().get();
+        let mut redeem = envelope("hot", "r1", at_us);
+        redeem.command = LedgerCommand::Member {
+            member_id: MemberId::parse("member_id", "hot").expect("member id"),
+            command: Command::Redeem {
+                redemption_id: "r1".into(),
+                points: crate::domain::Points::new(2_500),
+            },
+        };
+        let after = decide_and_write(&mut decider, &redeem).expect("redeemed");
+        assert_eq!(after.map(|points| points.balance), Some(balance - 2_500));
+        let member = &decider.members[&stream].member;
+        assert_eq!(member.open_lot_count(), 50);
+        assert!(member.held_lot_count() <= 2 * 4, "let go after the batch");
+        // A restart: loaded from its snapshot and the first lots of its rows.
+        // (The program is decided again: without a writer, its stream was
+        // never written.)
+        let mut restarted = paging();
+        decide_and_write(&mut restarted, &define).expect("defined");
+        let mut again = redeem.clone();
+        again.idempotency_key = IdempotencyKey::parse("idempotency_key", "r2").expect("key");
+        if let LedgerCommand::Member { command, .. } = &mut again.command {
+            *command = Command::Redeem {
+                redemption_id: "r2".into(),
+                points: crate::domain::Points::new(400),
+            };
+        }
+        let after = decide_and_write(&mut restarted, &again).expect("redeemed after a restart");
+        assert_eq!(after.map(|points| points.balance), Some(balance - 2_900));
+        let member = &restarted.members[&stream].member;
+        assert_eq!(member.open_lot_count(), 10);
+        assert!(member.held_lot_count() <= 2 * 4);
     }
 
     /// Goal: a member's snapshot interval is the fixed one until its state

@@ -22,16 +22,19 @@
 //! - `decide_in_place` (the engine's path) gives the same answer as
 //!   `decide`, and leaves the member as applying the events would (or, on a
 //!   rejection, unchanged);
+//! - so does deciding while holding only a window of the member's lots,
+//!   the others read back one at a time when the decision asks (the
+//!   engine's path for a member whose lots are rows);
 //! - replaying each stream's events from the empty state gives the live
 //!   state (the program's rules too).
 
 use super::Violation;
 use super::bytes::{Reader, Writer};
 use ledger_core::domain::{
-    Campaign, Command, Currency, DomainError, Event, EventKind, InPlaceError, LotExpiry,
+    Campaign, Command, Currency, DomainError, Event, EventKind, InPlaceError, KeptLots, LotExpiry,
     LotExpiryRule, Member, Money, Points, Program, ProgramCommand, ProgramRules, Rounding, Rules,
     ShortfallPolicy, Tier, TierMeasure, TransferPoints, apply, apply_program, decide,
-    decide_in_place, decide_program, decide_transfer,
+    decide_in_place, decide_in_place_paged, decide_program, decide_transfer,
 };
 use ledger_core::ids::MemberId;
 use ledger_core::limits::{
@@ -757,6 +760,7 @@ impl World {
         let state = &self.members[index];
         let decided = decide(state, &command, &rules, self.now_us);
         check_in_place(state, &command, &rules, self.now_us, &decided)?;
+        check_paged(state, &command, &rules, self.now_us, &decided)?;
         match decided {
             Ok(events) => {
                 self.outcome.accepted += 1;
@@ -1068,6 +1072,46 @@ fn round_trip(event: &Event) -> Result<(), Violation> {
             "a decided event does not decode from its record form: {error}\n{event:?}"
         ))),
     }
+}
+
+/// The decision again on a copy of `state` holding a window of zero to two
+/// lots of each order (by its open lot count), the others kept as rows are
+/// and read back one at a time: the same answer, and with every lot given
+/// back, the member the events give.
+fn check_paged(
+    state: &Member,
+    command: &Command,
+    rules: &Rules,
+    now_us: i64,
+    decided: &Result<Vec<Event>, DomainError>,
+) -> Result<(), Violation> {
+    let mut paged = state.clone();
+    let keep = usize::try_from(state.open_lot_count() % 3).unwrap_or(0);
+    let kept = KeptLots::take_from(&mut paged, keep);
+    let mut expected = state.clone();
+    match (
+        decided,
+        decide_in_place_paged(&mut paged, &kept, command, rules, now_us, 1).decided,
+    ) {
+        (Ok(events), Ok(paged_events)) if *events == paged_events => {
+            for event in events {
+                apply(&mut expected, event);
+            }
+        }
+        (Err(error), Err(InPlaceError::Rejected(paged_error))) if *error == paged_error => {}
+        (decided, paged) => {
+            return Err(Violation::new(format!(
+                "decided holding {keep} lots: {paged:?}, holding every lot: {decided:?}"
+            )));
+        }
+    }
+    kept.give_back(&mut paged);
+    if paged != expected {
+        return Err(Violation::new(format!(
+            "decided holding {keep} lots, the member is not what the events give:\n paged {paged:?}\n expected {expected:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// `decide_in_place` on a copy of `state` must agree with `decided`, the

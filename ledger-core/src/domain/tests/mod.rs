@@ -148,7 +148,35 @@ impl Given {
             (decided, in_place) => panic!("in place: {in_place:?}, pure: {decided:?}"),
         }
         assert_eq!(in_place, expected, "in place: the state the events give");
+        self.check_paged(&command, now_us, &decided, &expected);
         decided
+    }
+
+    /// Decides `command` again holding one lot of each order, the others
+    /// kept as the engine keeps a paged member's rows and read back one
+    /// at a time when the decision asks: the same answer, and once every
+    /// lot is given back, the same state as `expected`.
+    fn check_paged(
+        &self,
+        command: &Command,
+        now_us: i64,
+        decided: &Result<Vec<Event>, DomainError>,
+        expected: &Member,
+    ) {
+        let mut paged = self.member.clone();
+        let kept = KeptLots::take_from(&mut paged, 1);
+        let outcome = decide_in_place_paged(&mut paged, &kept, command, &self.rules, now_us, 1);
+        match (decided, outcome.decided) {
+            (Ok(events), Ok(paged_events)) => {
+                assert_eq!(*events, paged_events, "paged: the same events")
+            }
+            (Err(error), Err(InPlaceError::Rejected(paged_error))) => {
+                assert_eq!(*error, paged_error, "paged: the same rejection")
+            }
+            (decided, paged) => panic!("paged: {paged:?}, holding every lot: {decided:?}"),
+        }
+        kept.give_back(&mut paged);
+        assert_eq!(paged, *expected, "paged: the state the events give");
     }
 
     pub fn record(&mut self, events: &[Event]) {
