@@ -1450,7 +1450,7 @@ mod tests {
                 position: event.position,
                 recorded_at_us: event.recorded_at_us,
             };
-            rows.commit(checkpoint, true).expect("written");
+            rows.commit(checkpoint).expect("written");
             let decoded: usize = projection.members.values().map(|m| m.lots.len()).sum();
             assert_eq!(decoded, 0, "lots decoded after position {}", event.position);
         }

@@ -412,20 +412,18 @@ impl<'a> RowWriter<'a> {
         self.batch.delete_cf(self.store.cf(CF_VIEWS), key);
     }
 
-    /// Writes everything buffered together with `checkpoint`, without
-    /// fsync; through the WAL when `logged`, else unlogged (see
-    /// [`Store::write_unlogged`]).
-    pub fn commit(mut self, checkpoint: Checkpoint, logged: bool) -> Result<(), ViewError> {
+    /// Writes everything buffered together with `checkpoint`, without the
+    /// WAL (see [`Store::write_unlogged`]): rows are rebuildable, and the
+    /// rows and their checkpoint reach disk together when the views'
+    /// memtable is flushed, so a crash takes the view back to a checkpoint
+    /// that matches its rows, and the worker folds the rest again.
+    pub fn commit(mut self, checkpoint: Checkpoint) -> Result<(), ViewError> {
         self.batch.put_cf(
             self.store.cf(CF_VIEWS),
             self.space.checkpoint_key(),
             checkpoint.encode(),
         );
-        if logged {
-            self.store.write_relaxed(self.batch)?;
-        } else {
-            self.store.write_unlogged(self.batch)?;
-        }
+        self.store.write_unlogged(self.batch)?;
         Ok(())
     }
 }
@@ -582,7 +580,7 @@ mod tests {
                 position: u64::from(generation),
                 recorded_at_us: 0,
             };
-            rows.commit(checkpoint, true).expect("commit");
+            rows.commit(checkpoint).expect("commit");
         }
         // Another view's rows are never touched.
         let other = Space {
@@ -591,7 +589,7 @@ mod tests {
         };
         let mut rows = RowWriter::new(&store, other);
         rows.put(b"k", b"t");
-        rows.commit(Checkpoint::default(), true).expect("commit");
+        rows.commit(Checkpoint::default()).expect("commit");
         let mut batch = WriteBatch::default();
         delete_other_generations(&store, &mut batch, tag, 2);
         store.write_relaxed(batch).expect("delete");

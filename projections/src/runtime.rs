@@ -4,8 +4,11 @@
 //! - A worker reads records after its checkpoint, folds them with its
 //!   [`Projection`], and writes the rows and the new checkpoint in one batch
 //!   (a *chunk*: up to [`CHUNK_EVENTS_MAX`] events, or fewer when it reaches
-//!   the head). A restart resumes from the checkpoint; a crash loses at most
-//!   the chunks not yet written, which are folded again.
+//!   the head). A restart resumes from the checkpoint. Chunks are written
+//!   without the WAL (rows are rebuildable, and the log's group commits
+//!   then neither carry nor wait for them): a crash loses the chunks
+//!   written since the views' memtable was last flushed, rows and
+//!   checkpoint together, and they are folded again.
 //! - An event the projection cannot fold stops the worker: the chunk holding
 //!   it is not written, and the status names the position and the error. No
 //!   event is ever skipped.
@@ -155,10 +158,6 @@ pub struct Folder {
     projection: Box<dyn Projection>,
     space: Space,
     checkpoint: Checkpoint,
-    /// Writes go through the WAL: true for the active generation. A
-    /// generation being rebuilt writes unlogged (a crash loses it whole,
-    /// and it was not active) until [`Folder::activate`] flushes it.
-    logged: bool,
 }
 
 impl Folder {
@@ -173,20 +172,16 @@ impl Folder {
             projection: kind.projection(),
             space,
             checkpoint: rows::checkpoint(store, space)?,
-            logged: true,
         })
     }
 
-    /// Opens a new generation of `kind` to rebuild from position 0; its
-    /// writes skip the WAL until it is activated.
+    /// Opens a new generation of `kind` to rebuild from position 0.
     pub fn open_for_rebuild(
         store: &Store,
         kind: ViewKind,
         generation: u32,
     ) -> Result<Folder, ViewError> {
-        let mut folder = Folder::open(store, kind, generation)?;
-        folder.logged = false;
-        Ok(folder)
+        Folder::open(store, kind, generation)
     }
 
     /// The last position applied and written.
@@ -238,7 +233,7 @@ impl Folder {
             position: last.position,
             recorded_at_us: last.recorded_at_us,
         };
-        if let Err(error) = rows.commit(checkpoint, self.logged) {
+        if let Err(error) = rows.commit(checkpoint) {
             self.projection.reset();
             return Err((self.checkpoint.position + 1, error));
         }
@@ -249,11 +244,9 @@ impl Folder {
     /// Makes this generation the active one and deletes every other, in one
     /// write.
     pub fn activate(&mut self, store: &Store) -> Result<(), ViewError> {
-        if !self.logged {
-            // The unlogged rows reach disk before the logged switch to them.
-            store.flush_cf(ledger_core::store::CF_VIEWS)?;
-            self.logged = true;
-        }
+        // Rows are written without the WAL: they reach disk before the
+        // logged switch to them.
+        store.flush_cf(ledger_core::store::CF_VIEWS)?;
         let mut batch = rocksdb::WriteBatch::default();
         set_active(store, &mut batch, self.kind.tag(), self.space.generation);
         delete_other_generations(store, &mut batch, self.kind.tag(), self.space.generation);
