@@ -500,10 +500,9 @@ impl LedgerDecider {
         }
         let stream = StreamName::program(program_id);
         let mut program = Program::default();
-        for stored in store.read_stream(&stream, 1, usize::MAX)? {
-            let record = stored.decode()?;
-            let event =
-                record::event_from_record(&record).map_err(|e| store_error(e, stored.position))?;
+        for (position, bytes) in store.read_stream_records(&stream, 1, usize::MAX)? {
+            let record = crate::store::decode_record(position, &bytes)?;
+            let event = record::event_from_record(&record).map_err(|e| store_error(e, position))?;
             domain::apply_program(&mut program, &event);
         }
         let program = Arc::new(program);
@@ -786,7 +785,7 @@ fn load_cached(
     let snapshot_version = stream_version;
     // Events after the snapshot: none when snapshots are current, all of them
     // when the snapshot is missing or of an older format.
-    let tail = store.read_stream(stream, stream_version + 1, usize::MAX)?;
+    let tail = store.read_stream_records(stream, stream_version + 1, usize::MAX)?;
     if paged {
         if !tail.is_empty() {
             // Its lot rows may be ahead of the snapshot: replay the stream
@@ -801,10 +800,9 @@ fn load_cached(
         member.keep_lots_elsewhere();
         lots::page_in_windows(store, stream, &mut member)?;
     }
-    for stored in tail {
-        let record = stored.decode()?;
-        let event =
-            record::event_from_record(&record).map_err(|e| store_error(e, stored.position))?;
+    for (position, bytes) in tail {
+        let record = crate::store::decode_record(position, &bytes)?;
+        let event = record::event_from_record(&record).map_err(|e| store_error(e, position))?;
         if let domain::EventKind::RedemptionCancelled(cancelled) = &event.kind {
             // Reopening a lot that closed since takes the lot as the
             // redemption recorded it: the row has it (its draws never

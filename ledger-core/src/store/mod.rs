@@ -596,24 +596,15 @@ impl Store {
         max: usize,
     ) -> Result<Vec<StoredRecord>, StoreError> {
         let positions = self.stream_positions(stream, from_version, max)?;
-        // Point lookups, not a range read per position: a stream's records
-        // lie far apart in the log, and each range read would make and seek
-        // two iterators over every level.
-        let log = self.cf(CF_LOG);
-        let chain = self.cf(CF_CHAIN);
-        let keys: Vec<[u8; 8]> = positions
-            .iter()
-            .map(|(_, position)| keys::position_key(*position))
-            .collect();
-        let records = self.db.batched_multi_get_cf(log, &keys, true);
-        let hashes = self.db.batched_multi_get_cf(chain, &keys, true);
-        let mut out = Vec::with_capacity(positions.len());
-        for (((_, position), record), hash) in positions.into_iter().zip(records).zip(hashes) {
+        let keys = position_keys(&positions);
+        let hashes = self.db.batched_multi_get_cf(self.cf(CF_CHAIN), &keys, true);
+        let records = self.records_at(stream, &positions, &keys)?;
+        let mut out = Vec::with_capacity(records.len());
+        for ((position, bytes), hash) in records.into_iter().zip(hashes) {
             let missing = |what: &str| StoreError::Corrupt {
                 position,
                 reason: format!("stream {stream} indexes a missing {what}"),
             };
-            let bytes = record?.ok_or_else(|| missing("record"))?;
             let hash = hash?.ok_or_else(|| missing("chain hash"))?;
             let hash: [u8; 32] = hash
                 .as_ref()
@@ -621,12 +612,54 @@ impl Store {
                 .map_err(|_| missing("chain hash of 32 bytes"))?;
             out.push(StoredRecord {
                 position,
-                bytes: bytes.to_vec(),
+                bytes,
                 hash: ChainHash(hash),
             });
         }
         Ok(out)
     }
+
+    /// Reads the records of `stream` from `from_version` (at most `max`)
+    /// without their chain hashes, as `(position, bytes)`: what folding a
+    /// stream needs (loading a member, a program's rules).
+    pub fn read_stream_records(
+        &self,
+        stream: &StreamName,
+        from_version: u64,
+        max: usize,
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let positions = self.stream_positions(stream, from_version, max)?;
+        self.records_at(stream, &positions, &position_keys(&positions))
+    }
+
+    /// The records at `positions` (`keys` their keys), by point lookups,
+    /// not a range read per position: a stream's records lie far apart in
+    /// the log, and each range read would make and seek two iterators over
+    /// every level.
+    fn records_at(
+        &self,
+        stream: &StreamName,
+        positions: &[(u64, u64)],
+        keys: &[[u8; 8]],
+    ) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let records = self.db.batched_multi_get_cf(self.cf(CF_LOG), keys, true);
+        let mut out = Vec::with_capacity(positions.len());
+        for ((_, position), record) in positions.iter().zip(records) {
+            let bytes = record?.ok_or_else(|| StoreError::Corrupt {
+                position: *position,
+                reason: format!("stream {stream} indexes a missing record"),
+            })?;
+            out.push((*position, bytes.to_vec()));
+        }
+        Ok(out)
+    }
+}
+
+fn position_keys(positions: &[(u64, u64)]) -> Vec<[u8; 8]> {
+    positions
+        .iter()
+        .map(|(_, position)| keys::position_key(*position))
+        .collect()
 }
 
 /// Encodes the head value: `be_u64(position) || hash`.
