@@ -71,8 +71,9 @@ pub fn snapshot_interval(member: &Member, every_events: u64, entries_per_event: 
 pub const SNAPSHOT_FORMAT_VERSION: u32 = 4;
 /// Open lots held in memory, over every cached member, before the paged
 /// members let go of all but the first [`LOT_WINDOW_LOTS`] of each order
-/// (their rows are the truth). About 250 bytes each with their orders.
-pub const LOTS_HELD_MAX: usize = 100_000;
+/// (their rows are the truth) and, if that is not enough, the members
+/// holding the most are forgotten. About 250 bytes each with their orders.
+pub const LOTS_HELD_MAX: usize = 200_000;
 /// Purchases and redemptions held in memory, over every cached member,
 /// before they are let go (their rows are the truth). About 200 bytes
 /// each; a skewed population's hot members make hundreds of purchases a
@@ -91,29 +92,18 @@ pub const METRIC_CACHE_ENTRIES: &str = "ledger_engine_cache_entries";
 struct Held {
     /// Purchases and redemptions.
     records: usize,
-    /// Lots held by paged members beyond their windows, and the closes
-    /// they remember.
+    /// Open lots, and the closes that paged members remember.
     lots: usize,
     /// Every entry of their state ([`Member::entry_count`]).
     entries: usize,
 }
 
 impl Held {
-    /// What `member` holds; of a paged member's lots, those beyond the two
-    /// windows of `window` lots that it keeps after a release, and the
-    /// closes it remembers until then.
-    fn of(member: &Member, window: usize) -> Held {
-        let lots = if member.lots_kept_elsewhere() {
-            member
-                .held_lot_count()
-                .saturating_sub(window.saturating_mul(2))
-                + member.closed_lot_count()
-        } else {
-            0
-        };
+    /// What `member` holds.
+    fn of(member: &Member) -> Held {
         Held {
             records: member.held_records(),
-            lots,
+            lots: member.held_lot_count() + member.closed_lot_count(),
             entries: member.entry_count(),
         }
     }
@@ -515,7 +505,7 @@ impl LedgerDecider {
             Some(cached) => cached.used = true,
             None => {
                 let cached = load_cached(store, stream, true)?;
-                self.held.add(Held::of(&cached.member, self.lot_window));
+                self.held.add(Held::of(&cached.member));
                 self.members.insert(stream.clone(), cached);
             }
         }
@@ -524,20 +514,14 @@ impl LedgerDecider {
 
     /// Notes what `events`, just applied to `cached`, changed in its
     /// records and lots, and what it holds now (it held `before`).
-    fn note_changes(
-        held: &mut Held,
-        window: usize,
-        cached: &mut Cached,
-        before: Held,
-        events: &[domain::Event],
-    ) {
+    fn note_changes(held: &mut Held, cached: &mut Cached, before: Held, events: &[domain::Event]) {
         for event in events {
             if let Some((kind, id)) = event_record(&event.kind) {
                 cached.touched.push((kind, id.to_owned()));
             }
         }
         cached.note_lots(events);
-        held.moved(before, Held::of(&cached.member, window));
+        held.moved(before, Held::of(&cached.member));
     }
 
     /// Applies `events` to the cached member and emits them on its stream.
@@ -552,17 +536,11 @@ impl LedgerDecider {
             debug_assert!(false, "a member is loaded before its events are emitted");
             return None;
         };
-        let held_before = Held::of(&cached.member, self.lot_window);
+        let held_before = Held::of(&cached.member);
         for event in &events {
             domain::apply(&mut cached.member, event);
         }
-        Self::note_changes(
-            &mut self.held,
-            self.lot_window,
-            cached,
-            held_before,
-            &events,
-        );
+        Self::note_changes(&mut self.held, cached, held_before, &events);
         for event in events {
             cached.stream_version += 1;
             out.push(Emitted {
@@ -592,17 +570,16 @@ impl LedgerDecider {
             .members
             .get_mut(&stream)
             .ok_or_else(|| store_error("member not loaded", 0))?;
-        let window = self.lot_window;
-        let held_before = Held::of(&cached.member, window);
+        let held_before = Held::of(&cached.member);
         let decided = decide_paging(store, &stream, &mut cached.member, command, rules, now_us);
         let events = match decided {
             Ok(events) => events,
             Err(error) => {
-                Self::note_changes(&mut self.held, window, cached, held_before, &[]);
+                Self::note_changes(&mut self.held, cached, held_before, &[]);
                 return Err(error);
             }
         };
-        Self::note_changes(&mut self.held, window, cached, held_before, &events);
+        Self::note_changes(&mut self.held, cached, held_before, &events);
         cached.stream_version += events.len() as u64;
         for event in events {
             out.push(Emitted {
@@ -643,10 +620,9 @@ impl LedgerDecider {
                     let Some(cached) = self.members.get_mut(stream) else {
                         return Err(store_error("member not loaded", 0));
                     };
-                    let held_before = Held::of(&cached.member, self.lot_window);
+                    let held_before = Held::of(&cached.member);
                     let read = lots::page_in(store, stream, &mut cached.member, needed);
-                    self.held
-                        .moved(held_before, Held::of(&cached.member, self.lot_window));
+                    self.held.moved(held_before, Held::of(&cached.member));
                     if !read? {
                         return Err(lots_unread(stream, needed));
                     }
@@ -1017,10 +993,9 @@ impl Decider for LedgerDecider {
                 )?;
             } else if cached.member.open_lot_count() > self.lots_inline_max {
                 lots::stage_all(store, batch, &stream, &cached.member)?;
-                let before = Held::of(&cached.member, self.lot_window);
+                let before = Held::of(&cached.member);
                 cached.member.keep_lots_elsewhere();
-                self.held
-                    .moved(before, Held::of(&cached.member, self.lot_window));
+                self.held.moved(before, Held::of(&cached.member));
                 cached.paged = true;
                 cached.touched_lots.clear();
             }
@@ -1094,7 +1069,7 @@ impl Decider for LedgerDecider {
             ("members", self.members.len()),
             ("entries", self.held.entries),
             ("records", self.held.records),
-            ("paged_lots", self.held.lots),
+            ("lots", self.held.lots),
         ] {
             metrics::gauge!(METRIC_CACHE_ENTRIES, "kind" => kind).set(count as f64);
         }
@@ -1115,10 +1090,10 @@ impl Decider for LedgerDecider {
     /// largest members one after another, and stalled the writer. Over the
     /// records bound: lets go of every record held, their rows being
     /// durable now, and forgets the members whose rows may not all be
-    /// written yet. Over the lots bound: the paged members let go of their
-    /// lots beyond the first [`LOT_WINDOW_LOTS`] of each order, their rows
-    /// being durable now.
+    /// written yet. Over the lots bound: see [`LedgerDecider::trim_lots`].
     fn trim(&mut self) {
+        let started = std::time::Instant::now();
+        let before = (self.members.len(), self.held);
         if self.members.len() > self.members_max {
             self.members
                 .retain(|_, cached| std::mem::take(&mut cached.used));
@@ -1143,20 +1118,68 @@ impl Decider for LedgerDecider {
             }
         }
         if self.held.lots > self.lots_held_max {
-            for cached in self.members.values_mut().filter(|cached| cached.paged) {
+            self.trim_lots();
+        }
+        let mut held = Held::default();
+        for cached in self.members.values() {
+            held.add(Held::of(&cached.member));
+        }
+        self.held = held;
+        self.dirty.clear();
+        tracing::debug!(
+            elapsed_us = started.elapsed().as_micros() as u64,
+            members = before.0,
+            members_kept = self.members.len(),
+            lots = before.1.lots,
+            lots_kept = self.held.lots,
+            records = before.1.records,
+            records_kept = self.held.records,
+            "member cache trimmed"
+        );
+    }
+}
+
+impl LedgerDecider {
+    /// Over the lots bound: the paged members let go of their lots beyond
+    /// the first [`LOT_WINDOW_LOTS`] of each order, their rows being
+    /// durable now; then, while the members still hold more than three
+    /// quarters of the bound, members that keep their lots inline are
+    /// forgotten, those not decided for again since the last trim first
+    /// and the ones holding the most lots first among them, until half of
+    /// it is held. A paged member is kept: it holds its windows only, and
+    /// it is paged because it is busy. A forgotten member holds at most
+    /// [`LOTS_INLINE_MAX`] lots and loads again from its snapshot.
+    fn trim_lots(&mut self) {
+        let mut candidates: Vec<(bool, usize, StreamName)> = Vec::new();
+        let mut total = 0;
+        for (stream, cached) in &mut self.members {
+            if cached.paged {
                 debug_assert!(
                     cached.touched_lots.is_empty(),
                     "every changed lot is staged before a trim"
                 );
                 cached.member.release_lots(self.lot_window);
             }
+            let lots = Held::of(&cached.member).lots;
+            total += lots;
+            // A member whose record rows may be missing stays until its
+            // next batch writes them.
+            if !cached.paged && !cached.unwritten_records {
+                candidates.push((cached.used, lots, stream.clone()));
+            }
         }
-        let mut held = Held::default();
-        for cached in self.members.values() {
-            held.add(Held::of(&cached.member, self.lot_window));
+        if total <= self.lots_held_max / 4 * 3 {
+            return;
         }
-        self.held = held;
-        self.dirty.clear();
+        // Not used again first (false < true), then the most lots.
+        candidates.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
+        for (_, lots, stream) in candidates {
+            if total <= self.lots_held_max / 2 {
+                break;
+            }
+            self.members.remove(&stream);
+            total -= lots;
+        }
     }
 }
 
@@ -1174,6 +1197,32 @@ mod tests {
     use super::*;
     use crate::domain::{Money, ProgramRules, Rules};
     use crate::ids::IdempotencyKey;
+
+    /// Decides `envelope` at `at_us`, writes what it staged durably, and
+    /// trims the cache if it is over a bound, as the writer does.
+    fn decide_and_write(
+        store: &Store,
+        decider: &mut LedgerDecider,
+        envelope: &Envelope<LedgerCommand>,
+        at_us: i64,
+    ) -> Result<Option<MemberPoints>, DecideError> {
+        let mut out = Vec::new();
+        let points = decider.decide(store, envelope, at_us, &mut out);
+        let mut batch = rocksdb::WriteBatch::default();
+        decider.stage(store, &mut batch).expect("staged");
+        store.write_durable(batch).expect("written");
+        if decider.needs_trim() {
+            decider.trim();
+        }
+        points
+    }
+
+    fn member_stream(member: &str) -> StreamName {
+        StreamName::member(
+            &ProgramId::parse("program_id", "p").expect("program id"),
+            &MemberId::parse("member_id", member).expect("member id"),
+        )
+    }
 
     fn envelope(member: &str, order: &str, at_us: i64) -> Envelope<LedgerCommand> {
         Envelope {
@@ -1261,7 +1310,10 @@ mod tests {
     fn a_paged_member_holds_a_window_of_its_lots() {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
-        let paging = || LedgerDecider::new().with_lot_paging(8, 4, 0);
+        // Over 9 lots held the member goes back to its windows; an inline
+        // member (at most 8) is never over it, so it is never forgotten
+        // (this harness writes no events to load it again from).
+        let paging = || LedgerDecider::new().with_lot_paging(8, 4, 9);
         let mut decider = paging();
         let at_us = 1_800_000_000_000_000;
         let mut define = envelope("x", "define", at_us);
@@ -1269,21 +1321,10 @@ mod tests {
             rules: ProgramRules::basic("USD"),
         });
         let decide_and_write = |decider: &mut LedgerDecider, envelope: &Envelope<LedgerCommand>| {
-            let mut out = Vec::new();
-            let points = decider.decide(&store, envelope, at_us, &mut out);
-            let mut batch = rocksdb::WriteBatch::default();
-            decider.stage(&store, &mut batch).expect("staged");
-            store.write_durable(batch).expect("written");
-            if decider.needs_trim() {
-                decider.trim();
-            }
-            points
+            decide_and_write(&store, decider, envelope, at_us)
         };
         decide_and_write(&mut decider, &define).expect("defined");
-        let stream = StreamName::member(
-            &ProgramId::parse("program_id", "p").expect("program id"),
-            &MemberId::parse("member_id", "hot").expect("member id"),
-        );
+        let stream = member_stream("hot");
         let mut most_held = 0;
         for order in 0..300 {
             let purchase = envelope("hot", &format!("o{order}"), at_us);
@@ -1329,6 +1370,53 @@ mod tests {
         let member = &restarted.members[&stream].member;
         assert_eq!(member.open_lot_count(), 10);
         assert!(member.held_lot_count() <= 2 * 4);
+    }
+
+    /// Goal: over the lots bound, members whose lots are inline are
+    /// forgotten until half the bound is held, and a paged member is kept.
+    /// Method: a paged member, then six members of five inline lots each,
+    /// under a bound of 24 lots; after every batch the lots the cached
+    /// members hold are counted. (That a forgotten member loads again
+    /// whole is the model tests' part, `tests/engine_model.rs`: this
+    /// harness writes no events to load it from.)
+    #[test]
+    fn over_the_lots_bound_inline_members_are_forgotten_and_paged_ones_kept() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let mut decider = LedgerDecider::new().with_lot_paging(8, 4, 24);
+        let at_us = 1_800_000_000_000_000;
+        let mut define = envelope("x", "define", at_us);
+        define.command = LedgerCommand::Program(ProgramCommand::DefineProgram {
+            rules: ProgramRules::basic("USD"),
+        });
+        decide_and_write(&store, &mut decider, &define, at_us).expect("defined");
+        for order in 0..12 {
+            let purchase = envelope("hot", &format!("hot-{order}"), at_us);
+            decide_and_write(&store, &mut decider, &purchase, at_us).expect("purchase");
+        }
+        let hot = member_stream("hot");
+        assert!(decider.members[&hot].paged, "12 lots are past the 8 inline");
+        let mut fewest_cached = usize::MAX;
+        for member in 0..6 {
+            for order in 0..5 {
+                let purchase =
+                    envelope(&format!("m{member}"), &format!("m{member}-{order}"), at_us);
+                decide_and_write(&store, &mut decider, &purchase, at_us).expect("purchase");
+                let held: usize = decider
+                    .members
+                    .values()
+                    .map(|c| c.member.held_lot_count() + c.member.closed_lot_count())
+                    .sum();
+                assert_eq!(held, decider.held.lots, "the count matches the members");
+                assert!(held <= 24, "over the bound after a trim: {held}");
+                assert!(
+                    decider.members.contains_key(&hot),
+                    "the paged member is kept"
+                );
+                fewest_cached = fewest_cached.min(decider.members.len());
+            }
+        }
+        assert!(fewest_cached < 7, "some inline member was forgotten");
     }
 
     /// Goal: a member's snapshot interval is the fixed one until its state
