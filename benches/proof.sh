@@ -82,6 +82,24 @@ for name, scale, unit in (("p99_us", 1000, "ms"), ("rss_kib", 1024, "MiB")):
     if t:
         print(f"  {name}: first third {t['first_third']/scale:.2f} {unit}, last third "
               f"{t['last_third']/scale:.2f} {unit}, fitted slope {t['slope_per_min']/scale:+.3f} {unit}/min")
+# The bounded caches (memtables, block cache, member cache) fill in about
+# the first two minutes; the same fit over the samples after that says
+# whether anything still grows once they are full.
+warm = 120
+for name, scale, unit in (("p99_us", 1000, "ms"), ("rss_kib", 1024, "MiB")):
+    points = [(s["at_s"] / 60, s[name] / scale) for s in r["samples"]
+              if s["at_s"] >= warm and s[name] is not None]
+    if len(points) < 2:
+        continue
+    mx = sum(x for x, _ in points) / len(points)
+    my = sum(y for _, y in points) / len(points)
+    var = sum((x - mx) ** 2 for x, _ in points)
+    slope = sum((x - mx) * (y - my) for x, y in points) / var if var else 0.0
+    third = max(1, len(points) // 3)
+    first = sum(y for _, y in points[:third]) / third
+    last = sum(y for _, y in points[-third:]) / third
+    print(f"  {name} from {warm} s: first third {first:.2f} {unit}, last third {last:.2f} {unit}, "
+          f"fitted slope {slope:+.3f} {unit}/min")
 EOF
     exit 0
 fi
