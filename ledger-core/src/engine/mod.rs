@@ -475,8 +475,10 @@ impl LedgerDecider {
 
     /// The same engine paging the lots of members with more than `inline`
     /// open lots, keeping `window` of each order after letting go of lots
-    /// once more than `held` are held (0: after every batch): tests use
-    /// small values so that lots are read back from their rows.
+    /// once more than `held` are held (0: after every batch), and
+    /// forgetting members past it as past [`LOTS_HELD_MAX`]: tests use
+    /// small values so that lots are read back from their rows and members
+    /// are loaded again.
     pub fn with_lot_paging(self, inline: u64, window: usize, held: usize) -> Self {
         LedgerDecider {
             lots_inline_max: inline,
