@@ -184,7 +184,7 @@ impl History {
 /// it active.
 fn build_view(store: &Store, members: u64) {
     let started = Instant::now();
-    let mut folder = Folder::open_for_rebuild(store, ViewKind::Rfm, 1).expect("folder");
+    let mut folder = Folder::open(store, ViewKind::Rfm, 1).expect("folder");
     let mut history = History::new(members);
     loop {
         let events = history.chunk();

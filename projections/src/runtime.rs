@@ -161,7 +161,8 @@ pub struct Folder {
 }
 
 impl Folder {
-    /// Opens `generation` of `kind` at its stored checkpoint.
+    /// Opens `generation` of `kind` at its stored checkpoint (position 0
+    /// for a new generation, which a rebuild fills).
     pub fn open(store: &Store, kind: ViewKind, generation: u32) -> Result<Folder, ViewError> {
         let space = Space {
             tag: kind.tag(),
@@ -173,15 +174,6 @@ impl Folder {
             space,
             checkpoint: rows::checkpoint(store, space)?,
         })
-    }
-
-    /// Opens a new generation of `kind` to rebuild from position 0.
-    pub fn open_for_rebuild(
-        store: &Store,
-        kind: ViewKind,
-        generation: u32,
-    ) -> Result<Folder, ViewError> {
-        Folder::open(store, kind, generation)
     }
 
     /// The last position applied and written.
@@ -856,7 +848,7 @@ impl Runtime {
         let mut batch = rocksdb::WriteBatch::default();
         delete_other_generations(&self.store, &mut batch, kind.tag(), current);
         self.store.write_relaxed(batch).map_err(ViewError::from)?;
-        let folder = Folder::open_for_rebuild(&self.store, kind, generation)?;
+        let folder = Folder::open(&self.store, kind, generation)?;
         let shadow = Worker::spawn(
             self.store.clone(),
             self.head.clone(),
@@ -994,7 +986,7 @@ pub fn rebuild_offline(
     let mut batch = rocksdb::WriteBatch::default();
     delete_other_generations(store, &mut batch, kind.tag(), current);
     store.write_relaxed(batch)?;
-    let mut folder = Folder::open_for_rebuild(store, kind, generation)?;
+    let mut folder = Folder::open(store, kind, generation)?;
     let head = store.head()?.position;
     progress(0, head);
     // Reading and decoding run one chunk ahead of folding, on their own
