@@ -36,18 +36,8 @@ target="127.0.0.1:$port"
 cargo build --release --locked --workspace --all-targets
 ledgerd=target/release/ledgerd
 
-start_server() { # start_server DATA_DIR LOG: sets $server
-    "$ledgerd" serve --data-dir "$1" --listen "$target" 2>"$2" &
-    server=$!
-    trap 'kill "$server" 2>/dev/null || true' EXIT
-    # Ready once it answers health checks (the views have caught up).
-    for _ in $(seq 1 300); do
-        if "$ledgerd" load --target "$target" --scenario noop --duration 1 --concurrency 1 >/dev/null 2>&1; then
-            return
-        fi
-        sleep 0.1
-    done
-}
+# shellcheck source=benches/server.sh
+. benches/server.sh
 start_server "$data" "$out/server.log"
 
 run() {

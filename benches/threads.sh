@@ -23,15 +23,9 @@ target="127.0.0.1:$port"
 cargo build --release --locked --workspace --all-targets
 ledgerd=target/release/ledgerd
 
-"$ledgerd" serve --data-dir "$data" --listen "$target" 2>"$out/server.log" &
-server=$!
-trap 'kill "$server" 2>/dev/null || true' EXIT
-for _ in $(seq 1 300); do
-    if "$ledgerd" load --target "$target" --scenario noop --duration 1 --concurrency 1 >/dev/null 2>&1; then
-        break
-    fi
-    sleep 0.1
-done
+# shellcheck source=benches/server.sh
+. benches/server.sh
+start_server "$data" "$out/server.log"
 
 cpu_ticks() { # cpu_ticks STAT_FILE: utime + stime of a process or thread
     local stat fields
