@@ -41,8 +41,8 @@ use tonic::Code;
 
 /// Size of each test's filesystem. The server opens with the default
 /// reserves (the log's is 256 MiB), RocksDB preallocates its write-ahead
-/// log in blocks of 1.1 write buffers (about 70 MiB) and needs one write
-/// buffer (64 MiB) free before it resumes after running out of space: the
+/// log in blocks of 1.1 write buffers (about 18 MiB) and needs one write
+/// buffer (16 MiB) free before it resumes after running out of space: the
 /// filesystem holds all of it with room to spare. Only what is written
 /// takes memory.
 const TMPFS_MIB: u64 = 512;
