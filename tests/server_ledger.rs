@@ -795,6 +795,9 @@ async fn views_report_their_status_and_rebuild_online() {
         })
         .await
         .expect("caught up");
+    // Every view, not only the balance one read above: a view nobody waits
+    // for may linger at the head for more commits.
+    common::faults::poll_views_live_at(&mut admin, last).await;
     let rebuilt = admin
         .rebuild_projection(pb::RebuildProjectionRequest {
             name: "balance".into(),

@@ -313,6 +313,48 @@ async fn queries_read_their_writes_under_concurrent_writes() {
     runtime.stop().await;
 }
 
+/// Goal: a worker that lingers at the head for more commits never holds
+/// back a reader: one waiting for a position, or for the view to settle,
+/// ends the linger.
+/// Method: the linger set to an hour, far beyond `PATIENCE`; after each of
+/// 20 writes, every view is waited for at the write's position (by
+/// `wait_for` on even rounds, `wait_settled` on odd ones). A linger a
+/// reader did not end would hold the view at the position before the
+/// write until the wait gave up, and the assertion would fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_reader_ends_the_linger_at_the_head() {
+    let fixture = Fixture::new().await;
+    let runtime = fixture.runtime();
+    runtime.set_live_linger(Duration::from_secs(3_600));
+    fixture.caught_up(&runtime).await;
+    for round in 1..=20i64 {
+        let written = fixture
+            .client
+            .member("ann", award(round))
+            .await
+            .expect("award");
+        let position = written.last_position();
+        for kind in ViewKind::ALL {
+            let reached = if round % 2 == 0 {
+                runtime
+                    .wait_for(kind, position, PATIENCE)
+                    .await
+                    .expect("wait")
+            } else {
+                let status = runtime.wait_settled(kind, PATIENCE).await.expect("settle");
+                assert_eq!(status.state, WorkerState::Live, "{}", kind.name());
+                status.checkpoint
+            };
+            assert!(
+                reached >= position,
+                "round {round}: {} at {reached}, the write at {position}",
+                kind.name()
+            );
+        }
+    }
+    runtime.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_position_beyond_the_head_is_refused() {
     let fixture = Fixture::new().await;

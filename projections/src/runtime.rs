@@ -18,6 +18,12 @@
 //!   `Retrying` with the position, the error and the attempts so far.
 //! - Read-your-writes: each view publishes the position its committed rows
 //!   reflect; [`Runtime::wait_for`] waits for a position, up to a deadline.
+//! - At the head, a worker woken by a new group commit lets more arrive for
+//!   up to [`LIVE_LINGER_DEFAULT`] before it folds them, unless a reader is
+//!   waiting for the view or [`LIVE_LINGER_EVENTS_MAX`] events are behind:
+//!   a chunk then folds several commits, and a member's row changed by each
+//!   is written once. A reader that waits cuts the linger short, so
+//!   read-your-writes costs no more than before.
 //! - Rebuild: a second worker folds the log from position 0 into the next
 //!   generation while the first keeps serving. Once it has caught up, the
 //!   first stops, the second catches up to where the first stopped and
@@ -39,13 +45,20 @@ use ledger_core::clock::Clock;
 use ledger_core::error::{FieldError, FieldReason};
 use ledger_core::limits::READ_CHUNK_RECORDS;
 use ledger_core::store::Store;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{Notify, watch};
 
 /// Most events folded into one chunk (one write of rows and checkpoint).
 pub const CHUNK_EVENTS_MAX: usize = 65_536;
+
+/// Longest a worker at the head waits for more commits before it folds
+/// what it was woken for, when no reader waits for the view.
+pub const LIVE_LINGER_DEFAULT: Duration = Duration::from_millis(10);
+/// A worker at the head folds at once when this many events are behind.
+pub const LIVE_LINGER_EVENTS_MAX: u64 = 4_096;
 
 /// First wait of a worker after a storage failure that may pass.
 pub const RETRY_BACKOFF_MIN: Duration = Duration::from_millis(10);
@@ -67,6 +80,42 @@ fn retry_backoff(attempts: u32) -> Duration {
 /// a check, stops the view.
 fn retryable(error: &ViewError) -> bool {
     matches!(error, ViewError::Store(store) if store.is_transient())
+}
+
+/// The readers waiting for one view, and how long its worker lingers: see
+/// [`LIVE_LINGER_DEFAULT`].
+struct Readers {
+    waiting: AtomicUsize,
+    arrived: Notify,
+    linger_us: Arc<AtomicU64>,
+}
+
+impl Readers {
+    fn new(linger_us: Arc<AtomicU64>) -> Readers {
+        Readers {
+            waiting: AtomicUsize::new(0),
+            arrived: Notify::new(),
+            linger_us,
+        }
+    }
+
+    /// Counts a reader until the guard is dropped, and wakes the worker if
+    /// it lingers.
+    fn enter(&self) -> ReaderGuard<'_> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        // Stored as a permit if the worker is not lingering yet: its next
+        // linger then ends at once.
+        self.arrived.notify_one();
+        ReaderGuard(self)
+    }
+}
+
+struct ReaderGuard<'a>(&'a Readers);
+
+impl Drop for ReaderGuard<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// A fold of the log into rows: `(view state, event) -> view writes`.
@@ -333,6 +382,7 @@ impl Worker {
         head: watch::Receiver<Head>,
         folder: Folder,
         applied: Arc<watch::Sender<u64>>,
+        readers: Arc<Readers>,
         active: bool,
     ) -> Result<Worker, ViewError> {
         let (control_tx, control_rx) = watch::channel(Control::Run);
@@ -353,6 +403,7 @@ impl Worker {
                     control: control_rx,
                     report: report_tx,
                     applied,
+                    readers,
                     folder,
                     active,
                     attempts: 0,
@@ -399,6 +450,7 @@ struct WorkerRun {
     control: watch::Receiver<Control>,
     report: watch::Sender<Report>,
     applied: Arc<watch::Sender<u64>>,
+    readers: Arc<Readers>,
     folder: Folder,
     active: bool,
     /// Failed attempts in a row at the current position.
@@ -495,7 +547,40 @@ impl WorkerRun {
                 // The runtime is gone: nobody will read this view's reports.
                 return;
             }
+            self.linger(handle);
         }
+    }
+
+    /// Woken at the head: lets more commits arrive before folding, unless
+    /// this is a rebuild's worker (it must reach the head to switch), a
+    /// reader waits, or many events are behind already. See
+    /// [`LIVE_LINGER_DEFAULT`].
+    fn linger(&mut self, handle: &tokio::runtime::Handle) {
+        let linger = Duration::from_micros(self.readers.linger_us.load(Ordering::Relaxed));
+        let behind = self
+            .head
+            .borrow()
+            .position
+            .saturating_sub(self.folder.checkpoint().position);
+        if !self.active
+            || *self.control.borrow() != Control::Run
+            || linger.is_zero()
+            || behind == 0
+            || behind >= LIVE_LINGER_EVENTS_MAX
+            || self.readers.waiting.load(Ordering::SeqCst) > 0
+        {
+            return;
+        }
+        let control = &mut self.control;
+        let arrived = &self.readers.arrived;
+        handle.block_on(async {
+            tokio::select! {
+                () = tokio::time::sleep(linger) => {}
+                () = arrived.notified() => {}
+                // Handled at the top of the loop.
+                _ = control.changed() => {}
+            }
+        });
     }
 
     /// Waits out the backoff after a transient failure at `position`, in
@@ -592,6 +677,7 @@ pub struct RebuildOutcome {
 struct Slot {
     kind: ViewKind,
     applied: Arc<watch::Sender<u64>>,
+    readers: Arc<Readers>,
     worker: Mutex<Option<Worker>>,
     rebuilding: Mutex<Option<(u32, watch::Receiver<Report>)>>,
     rebuild_lock: tokio::sync::Mutex<()>,
@@ -603,6 +689,7 @@ pub struct Runtime {
     head: watch::Receiver<Head>,
     clock: Arc<dyn Clock>,
     slots: Vec<Slot>,
+    linger_us: Arc<AtomicU64>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -620,6 +707,9 @@ impl Runtime {
         kinds: &[ViewKind],
     ) -> Result<Runtime, ViewError> {
         let mut slots = Vec::with_capacity(kinds.len());
+        let linger_us = Arc::new(AtomicU64::new(
+            u64::try_from(LIVE_LINGER_DEFAULT.as_micros()).unwrap_or(u64::MAX),
+        ));
         for &kind in kinds {
             let active = active_generation(&store, kind.tag())?;
             let generation = active.unwrap_or(1);
@@ -643,10 +733,19 @@ impl Runtime {
             }
             let folder = Folder::open(&store, kind, generation)?;
             let applied = Arc::new(watch::channel(folder.checkpoint().position).0);
-            let worker = Worker::spawn(store.clone(), head.clone(), folder, applied.clone(), true)?;
+            let readers = Arc::new(Readers::new(linger_us.clone()));
+            let worker = Worker::spawn(
+                store.clone(),
+                head.clone(),
+                folder,
+                applied.clone(),
+                readers.clone(),
+                true,
+            )?;
             slots.push(Slot {
                 kind,
                 applied,
+                readers,
                 worker: Mutex::new(Some(worker)),
                 rebuilding: Mutex::new(None),
                 rebuild_lock: tokio::sync::Mutex::new(()),
@@ -657,7 +756,18 @@ impl Runtime {
             head,
             clock,
             slots,
+            linger_us,
         })
+    }
+
+    /// Sets how long workers at the head wait for more commits when no
+    /// reader waits ([`LIVE_LINGER_DEFAULT`] until set; zero folds each
+    /// commit as it comes).
+    pub fn set_live_linger(&self, linger: Duration) {
+        self.linger_us.store(
+            u64::try_from(linger.as_micros()).unwrap_or(u64::MAX),
+            Ordering::Relaxed,
+        );
     }
 
     /// The store the views live in.
@@ -710,6 +820,8 @@ impl Runtime {
             )));
         }
         let mut applied = slot.applied.subscribe();
+        // A reader waiting ends the worker's linger.
+        let _reader = (*applied.borrow() < min_position).then(|| slot.readers.enter());
         let report = lock(&slot.worker)
             .as_ref()
             .map(|worker| worker.report.clone());
@@ -740,6 +852,7 @@ impl Runtime {
     pub async fn wait_all(&self, position: u64) {
         for slot in &self.slots {
             let mut applied = slot.applied.subscribe();
+            let _reader = (*applied.borrow() < position).then(|| slot.readers.enter());
             // A closed channel means the runtime is stopping.
             let _ = applied.wait_for(|at| *at >= position).await;
         }
@@ -753,6 +866,7 @@ impl Runtime {
         timeout: Duration,
     ) -> Result<ProjectionStatus, QueryError> {
         let slot = self.slot(kind)?;
+        let _reader = slot.readers.enter();
         let report = lock(&slot.worker)
             .as_ref()
             .map(|worker| worker.report.clone());
@@ -854,6 +968,7 @@ impl Runtime {
             self.head.clone(),
             folder,
             slot.applied.clone(),
+            slot.readers.clone(),
             false,
         )?;
         *lock(&slot.rebuilding) = Some((generation, shadow.report.clone()));
@@ -920,6 +1035,7 @@ impl Runtime {
                     self.head.clone(),
                     folder,
                     slot.applied.clone(),
+                    slot.readers.clone(),
                     true,
                 )?;
                 *lock(&slot.worker) = Some(worker);
