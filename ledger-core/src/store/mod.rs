@@ -273,10 +273,10 @@ fn db_options(create: bool) -> (Options, Vec<ColumnFamilyDescriptor>) {
     // the top, while the group's leader inserting them all reuses its last
     // search for rows in key order (the log's positions, a chunk's rows).
     // With this and 16 MiB memtables instead of 64 MiB
-    // (`ROCKSDB_WRITE_BUFFER_BYTES`), 7 interleaved pairs of 30-40 s
-    // `checkout` runs on the 2-core machine gave 13% more calls/s (median)
-    // and 10% less server CPU per call, every pair faster; `batch` was
-    // unchanged.
+    // (`ROCKSDB_WRITE_BUFFER_BYTES`), each of 7 interleaved pairs of
+    // 30-40 s `checkout` runs on the 2-core machine was faster: 12-13%
+    // more calls/s (medians of two sets) and 10% less server CPU per
+    // call; `batch` was unchanged (BENCHMARKS.md).
     options.set_allow_concurrent_memtable_write(false);
     // Seven column families of up to two memtables each; one budget over
     // all of them flushes the largest when it is reached.
