@@ -27,17 +27,9 @@ if [ "${1:-}" = soak ]; then
     rate=${2:?usage: benches/proof.sh soak RATE [OUT_DIR]}
     shift 2
 fi
-out=${1:-$(mktemp -d /tmp/ledger-proof-XXXXXX)}
-mkdir -p "$out"
-data=$(mktemp -d /tmp/ledger-proof-data-XXXXXX)
-port=${PROOF_PORT:-50071}
-target="127.0.0.1:$port"
-
-cargo build --release --locked --workspace --all-targets
-ledgerd=target/release/ledgerd
-
 # shellcheck source=benches/server.sh
 . benches/server.sh
+bench_setup proof "${PROOF_PORT:-50071}" "${1:-}"
 start_server "$data" "$out/server.log"
 
 run() {

@@ -1,7 +1,16 @@
-# Sourced by the bench scripts: starts `ledgerd serve` and waits for it.
-# Needs $ledgerd (the binary) and $target (ADDR:PORT) set by the caller.
+# Sourced by the bench scripts: builds the release binaries and starts
+# `ledgerd serve` on a fresh data directory.
 
-start_server() { # start_server DATA_DIR LOG: sets $server
+bench_setup() { # bench_setup NAME PORT [OUT_DIR]: sets $out, $data, $target, $ledgerd
+    out=${3:-$(mktemp -d "/tmp/ledger-$1-XXXXXX")}
+    mkdir -p "$out"
+    data=$(mktemp -d "/tmp/ledger-$1-data-XXXXXX")
+    target="127.0.0.1:$2"
+    cargo build --release --locked --workspace --all-targets
+    ledgerd=target/release/ledgerd
+}
+
+start_server() { # start_server DATA_DIR LOG: sets $server (after bench_setup)
     "$ledgerd" serve --data-dir "$1" --listen "$target" 2>"$2" &
     server=$!
     trap 'kill "$server" 2>/dev/null || true' EXIT

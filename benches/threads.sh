@@ -14,17 +14,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-out=${1:-$(mktemp -d /tmp/ledger-threads-XXXXXX)}
-mkdir -p "$out"
-data=$(mktemp -d /tmp/ledger-threads-data-XXXXXX)
-port=${THREADS_PORT:-50072}
-target="127.0.0.1:$port"
-
-cargo build --release --locked --workspace --all-targets
-ledgerd=target/release/ledgerd
-
 # shellcheck source=benches/server.sh
 . benches/server.sh
+bench_setup threads "${THREADS_PORT:-50072}" "${1:-}"
 start_server "$data" "$out/server.log"
 
 cpu_ticks() { # cpu_ticks STAT_FILE: utime + stime of a process or thread
