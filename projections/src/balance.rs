@@ -28,6 +28,7 @@ use crate::error::{QueryError, ViewError};
 use crate::event::LogEvent;
 use crate::rows::{
     RowCache, RowWriter, ViewSnapshot, decode, i64_ordered, push_i64_ordered, read_i64_ordered,
+    trim_hot,
 };
 use crate::runtime::{Projection, ViewKind};
 use ledger_core::domain::{EventKind, ExpiryReason, Lot, LotDraw, Points, ReturnPolicy};
@@ -39,8 +40,9 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 
-/// Members kept decoded between chunks; beyond it the cache is cleared after
-/// a chunk is written (rows on disk are the truth).
+/// Members kept decoded between chunks: at the bound, the cache is trimmed
+/// after a chunk is written ([`crate::rows::trim_hot`]; rows on disk are
+/// the truth).
 pub const CACHED_MEMBERS_MAX: usize = 50_000;
 
 /// Statement lines per page when the caller asks for 0.
@@ -269,6 +271,8 @@ struct Cached {
     /// Counted in its program's members (its row was stored, or this chunk
     /// counted it).
     counted: bool,
+    /// Found cached since it was read or last kept by a trim.
+    hit: bool,
 }
 
 /// The balance projection.
@@ -520,7 +524,9 @@ impl BalanceProjection {
     ) -> Result<&mut Cached, ViewError> {
         // Looked up by reference first: most events find their member cached,
         // and the key is cloned only to insert.
-        if !self.members.contains_key(&event.stream) {
+        if let Some(member) = self.members.get_mut(&event.stream) {
+            member.hit = true;
+        } else {
             let stored: Option<MemberBalance> =
                 rows.get_value(&member_key(&event.stream), "member balance")?;
             let counted = stored.is_some();
@@ -537,6 +543,7 @@ impl BalanceProjection {
                     dirty_lots: Vec::new(),
                     listed: false,
                     counted,
+                    hit: false,
                 },
             );
         }
@@ -834,11 +841,9 @@ impl Projection for BalanceProjection {
         }
         self.programs
             .flush(|program_id, totals| rows.put_value(&program_key(program_id), totals));
-        if self.members.len() > CACHED_MEMBERS_MAX {
-            // A new map, not `clear()`: a cleared map keeps its capacity,
-            // and the memory of its largest chunk for good.
-            self.members = HashMap::new();
-        }
+        trim_hot(&mut self.members, CACHED_MEMBERS_MAX, |member| {
+            std::mem::take(&mut member.hit)
+        });
     }
 
     fn reset(&mut self) {

@@ -100,8 +100,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::fmt;
 
-/// Entries (members and programs) kept decoded between chunks; beyond it
-/// the caches are cleared after a chunk is written.
+/// Members kept decoded between chunks: at the bound, the cache is trimmed
+/// after a chunk is written ([`crate::rows::trim_hot`]). Programs' rules
+/// are cleared past it.
 pub const CACHED_ENTRIES_MAX: usize = 50_000;
 
 /// Members per segment page when the caller asks for 0.
@@ -267,8 +268,10 @@ impl Projection for RfmProjection {
     fn flush(&mut self, rows: &mut RowWriter<'_>) {
         self.members
             .flush(|stream, member| rows.put_value_parts(&[b"m", stream.as_bytes()], member));
-        if self.members.len() + self.programs.len() > CACHED_ENTRIES_MAX {
-            self.reset();
+        self.members.trim(CACHED_ENTRIES_MAX);
+        // Programs' rules are few, and read again at once when needed.
+        if self.programs.len() > CACHED_ENTRIES_MAX {
+            self.programs = HashMap::new();
         }
     }
 

@@ -169,6 +169,34 @@ struct Cached<T> {
     value: T,
     /// In `dirty`.
     dirty: bool,
+    /// Found cached by a `get_mut` since it was read or last kept by a trim.
+    hit: bool,
+}
+
+/// Trims a cache of `max` entries or more (run after its changes are
+/// written): keeps up to half of `max` of the entries that `hit` says were
+/// found cached since they were read or last kept (the hot rows of a
+/// skewed load), and forgets every other. `hit` also resets the mark of
+/// each entry kept. Clearing every row at the bound instead made each
+/// view read a Zipf population's hot members back after every clear. A
+/// new map, not `retain`: a map keeps its capacity, and the memory of its
+/// largest chunk, for good.
+pub fn trim_hot<K: std::hash::Hash + Eq, V>(
+    map: &mut HashMap<K, V>,
+    max: usize,
+    mut hit: impl FnMut(&mut V) -> bool,
+) {
+    if map.len() < max {
+        return;
+    }
+    let keep = max / 2;
+    let mut kept = HashMap::with_capacity(keep);
+    for (key, mut value) in map.drain() {
+        if kept.len() < keep && hit(&mut value) {
+            kept.insert(key, value);
+        }
+    }
+    *map = kept;
 }
 
 impl<K, T> Default for RowCache<K, T> {
@@ -199,7 +227,9 @@ impl<K: std::hash::Hash + Eq + Clone, T> RowCache<K, T> {
                 if !entry.get().dirty {
                     self.dirty.push(entry.key().clone());
                 }
-                entry.into_mut()
+                let cached = entry.into_mut();
+                cached.hit = true;
+                cached
             }
             Entry::Vacant(entry) => {
                 let value = rows.get_value(row_key, what)?.unwrap_or_else(fresh);
@@ -207,6 +237,7 @@ impl<K: std::hash::Hash + Eq + Clone, T> RowCache<K, T> {
                 entry.insert(Cached {
                     value,
                     dirty: false,
+                    hit: false,
                 })
             }
         };
@@ -233,6 +264,14 @@ impl<K: std::hash::Hash + Eq + Clone, T> RowCache<K, T> {
     /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
+    }
+
+    /// At `max` rows or more, after a flush: see [`trim_hot`].
+    pub fn trim(&mut self, max: usize) {
+        debug_assert!(self.dirty.is_empty(), "a trim follows a flush");
+        trim_hot(&mut self.rows, max, |cached| {
+            std::mem::take(&mut cached.hit)
+        });
     }
 
     /// Drops every cached row, changed or not. A new map, not `clear()`: a
@@ -603,5 +642,57 @@ mod tests {
         }
         let other_row = RowWriter::new(&store, other).get(b"k").expect("read");
         assert_eq!(other_row, Some(b"t".to_vec()));
+    }
+
+    /// Goal: at its bound a row cache keeps the rows found cached since the
+    /// last trim (a skewed load's hot rows), at most half the bound, and
+    /// forgets the others; those kept must be found again to stay after
+    /// the next trim. Clearing every row instead made each view read its
+    /// hot rows back after each clear.
+    #[test]
+    fn a_trim_keeps_the_rows_found_cached_up_to_half_the_bound() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        let rows = RowWriter::new(
+            &store,
+            Space {
+                tag: b'x',
+                generation: 1,
+            },
+        );
+        let mut cache: RowCache<u32, u32> = RowCache::default();
+        let touch = |cache: &mut RowCache<u32, u32>, key: u32| {
+            cache
+                .get_mut(&rows, key, &key.to_be_bytes(), "test row", || key)
+                .map(|value| *value)
+                .expect("row")
+        };
+        // Rows 0..10 read, then 0..3 found again: the hot ones.
+        for key in (0..10).chain(0..3) {
+            touch(&mut cache, key);
+        }
+        cache.flush(|_, _| {});
+        cache.trim(11);
+        assert_eq!(cache.len(), 10, "under the bound nothing is forgotten");
+        cache.trim(10);
+        let mut kept: Vec<u32> = cache.rows.keys().copied().collect();
+        kept.sort_unstable();
+        assert_eq!(kept, vec![0, 1, 2], "the rows found again, and only they");
+        // Row 1 is found again; rows 10..19 are new. At the bound, only
+        // row 1 was found since the last trim.
+        for key in [1].into_iter().chain(10..19) {
+            touch(&mut cache, key);
+        }
+        cache.flush(|_, _| {});
+        cache.trim(10);
+        assert_eq!(cache.rows.keys().copied().collect::<Vec<_>>(), vec![1]);
+        // More hot rows than half the bound: half the bound of them stay.
+        for key in (20..30).chain(20..30) {
+            touch(&mut cache, key);
+        }
+        cache.flush(|_, _| {});
+        cache.trim(10);
+        assert_eq!(cache.len(), 5);
+        assert!(cache.rows.keys().all(|key| (20..30).contains(key)));
     }
 }

@@ -29,8 +29,9 @@ use ledger_core::ids::{MemberId, ProgramId, StreamName};
 use ledger_core::store::Store;
 use serde::{Deserialize, Serialize};
 
-/// Entries kept decoded between chunks; beyond it the caches are cleared
-/// after a chunk is written.
+/// Entries kept decoded between chunks, over the three caches; each is
+/// trimmed after a chunk is written once it holds half of it
+/// ([`crate::rows::trim_hot`]).
 pub const CACHED_ENTRIES_MAX: usize = 50_000;
 
 /// A member's tier row.
@@ -236,10 +237,10 @@ impl Projection for TierProjection {
             .flush(|(stream, day), entry| rows.put_value(&day_key(stream, *day), entry));
         self.counts
             .flush(|(program, tier), count| rows.put_value(&count_key(program, tier), count));
-        let entries = self.members.len() + self.days.len() + self.counts.len();
-        if entries > CACHED_ENTRIES_MAX {
-            self.reset();
-        }
+        // Each cache at most half the bound after a trim: see `trim_hot`.
+        self.members.trim(CACHED_ENTRIES_MAX / 2);
+        self.days.trim(CACHED_ENTRIES_MAX / 2);
+        self.counts.trim(CACHED_ENTRIES_MAX / 2);
     }
 
     fn reset(&mut self) {
