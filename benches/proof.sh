@@ -3,7 +3,8 @@
 #
 #   bash benches/proof.sh [OUT_DIR]          every figure (about 15 minutes on 2 cores)
 #   bash benches/proof.sh soak RATE [OUT]    checkout at RATE requests/s for 10 minutes,
-#                                            sampled every 10 s (p99 and server RSS)
+#                                            sampled every 10 s (p99, server RSS, and
+#                                            its memory by kind from --metrics)
 #
 # It builds the release binaries (the profile the tests use, so RocksDB is
 # compiled once), starts `ledgerd serve` on a fresh data directory on
@@ -29,8 +30,15 @@ if [ "${1:-}" = soak ]; then
 fi
 # shellcheck source=benches/server.sh
 . benches/server.sh
-bench_setup proof "${PROOF_PORT:-50071}" "${1:-}"
-start_server "$data" "$out/server.log"
+port=${PROOF_PORT:-50071}
+bench_setup proof "$port" "${1:-}"
+if [ "$mode" = soak ]; then
+    # The soak samples the server's memory by kind from its metrics too.
+    metrics_addr="127.0.0.1:$((port + 1))"
+    start_server "$data" "$out/server.log" --metrics "$metrics_addr"
+else
+    start_server "$data" "$out/server.log"
+fi
 
 run() {
     local name=$1
@@ -44,12 +52,17 @@ field() { # field FILE EXPRESSION: a figure from a JSON report
 }
 
 if [ "$mode" = soak ]; then
+    python3 benches/memory_sampler.py "$metrics_addr" "$server" 10 "$out/soak-memory.jsonl" &
+    sampler=$!
+    trap 'kill "$server" "$sampler" 2>/dev/null || true' EXIT
     run soak --scenario checkout --duration 600 --concurrency 64 --rate "$rate" \
         --interval 10 --watch-pid "$server"
+    kill "$sampler"
     "$ledgerd" load --target "$target" --scenario noop --duration 1 --concurrency 1 >/dev/null
-    python3 - "$out/soak.json" <<'EOF'
+    python3 - "$out/soak.json" "$out/soak-memory.jsonl" <<'EOF'
 import json, sys
 r = json.load(open(sys.argv[1]))
+memory = [json.loads(line) for line in open(sys.argv[2]) if line.strip()]
 print(f"soak: checkout at {r['settings']['rate']} requests/s for {r['elapsed_s']:.0f} s on "
       f"{r['machine']['cpu']}, {r['machine']['cores']} cores")
 print(f"  achieved {r['requests_per_s']:.0f} requests/s, p50 {r['latency']['p50_us']/1000:.2f} ms, "
@@ -68,11 +81,11 @@ for name, scale, unit in (("p99_us", 1000, "ms"), ("rss_kib", 1024, "MiB")):
 # the first two minutes; the same fit over the samples after that says
 # whether anything still grows once they are full.
 warm = 120
-for name, scale, unit in (("p99_us", 1000, "ms"), ("rss_kib", 1024, "MiB")):
-    points = [(s["at_s"] / 60, s[name] / scale) for s in r["samples"]
-              if s["at_s"] >= warm and s[name] is not None]
+def trend(samples, name, scale, unit):
+    points = [(s["at_s"] / 60, s[name] / scale) for s in samples
+              if s["at_s"] >= warm and s.get(name) is not None]
     if len(points) < 2:
-        continue
+        return
     mx = sum(x for x, _ in points) / len(points)
     my = sum(y for _, y in points) / len(points)
     var = sum((x - mx) ** 2 for x, _ in points)
@@ -82,6 +95,12 @@ for name, scale, unit in (("p99_us", 1000, "ms"), ("rss_kib", 1024, "MiB")):
     last = sum(y for _, y in points[-third:]) / third
     print(f"  {name} from {warm} s: first third {first:.2f} {unit}, last third {last:.2f} {unit}, "
           f"fitted slope {slope:+.3f} {unit}/min")
+for name, scale, unit in (("p99_us", 1000, "ms"), ("rss_kib", 1024, "MiB")):
+    trend(r["samples"], name, scale, unit)
+# What grows, by kind (benches/memory_sampler.py, from the server's metrics).
+for name in sorted({key for sample in memory for key in sample if ":" in key}):
+    bytes_ = name.endswith("_bytes") or "_bytes:" in name
+    trend(memory, name, 1024 * 1024 if bytes_ else 1, "MiB" if bytes_ else "entries")
 EOF
     exit 0
 fi

@@ -10,8 +10,8 @@ bench_setup() { # bench_setup NAME PORT [OUT_DIR]: sets $out, $data, $target, $l
     ledgerd=target/release/ledgerd
 }
 
-start_server() { # start_server DATA_DIR LOG: sets $server (after bench_setup)
-    "$ledgerd" serve --data-dir "$1" --listen "$target" 2>"$2" &
+start_server() { # start_server DATA_DIR LOG [SERVE_ARGS...]: sets $server (after bench_setup)
+    "$ledgerd" serve --data-dir "$1" --listen "$target" "${@:3}" 2>"$2" &
     server=$!
     trap 'kill "$server" 2>/dev/null || true' EXIT
     # Ready once it answers health checks (the views have caught up).

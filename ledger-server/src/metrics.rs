@@ -10,8 +10,9 @@
 //! - `ledger_writer_queue_depth`: as each batch leaves the writer's queue;
 //! - `ledger_engine_cache_entries{kind}`: at each batch, by the engine;
 //! - `ledger_projection_checkpoint{view}`: every step of a view's worker;
-//! - `ledger_projection_lag_events{view}`: sampled every
-//!   [`SAMPLE_INTERVAL`] by [`sample`] (a stalled view does not report).
+//! - `ledger_projection_lag_events{view}`, `ledger_rocksdb_memory_bytes{kind}`
+//!   and `ledger_heap_bytes{kind}`: sampled every [`SAMPLE_INTERVAL`] by
+//!   [`sample`] (a stalled view does not report).
 //!
 //! Without `--metrics` no recorder is installed and every record is a no-op.
 
@@ -37,6 +38,10 @@ const REQUEST_SECONDS: &str = "ledger_request_duration_seconds";
 const VIEW_LAG: &str = "ledger_projection_lag_events";
 /// Bytes RocksDB holds in memory, by kind.
 const ROCKSDB_MEMORY: &str = "ledger_rocksdb_memory_bytes";
+/// The allocator's counts, by kind: what the process has allocated and
+/// not freed, and what the allocator holds for it. RocksDB's memtables,
+/// block cache and table readers are inside them.
+const HEAP: &str = "ledger_heap_bytes";
 
 /// How often the gauges are sampled.
 pub const SAMPLE_INTERVAL: Duration = Duration::from_secs(1);
@@ -98,6 +103,13 @@ pub fn install(addr: SocketAddr) -> anyhow::Result<()> {
         Unit::Bytes,
         "memory RocksDB holds: memtables, block cache, table readers"
     );
+    describe_gauge!(
+        HEAP,
+        Unit::Bytes,
+        "jemalloc's counts: allocated (live), active (in pages holding live \
+         allocations), resident (mapped in RAM, its own metadata included), \
+         retained (kept mapped for reuse, not resident), metadata"
+    );
     tracing::info!(%addr, "serving metrics on http://{addr}/metrics");
     Ok(())
 }
@@ -141,6 +153,29 @@ fn sample_once(views: &Runtime, store: &Store) {
         }
         Err(error) => tracing::warn!(%error, "reading RocksDB's memory usage"),
     }
+    match heap_bytes() {
+        Ok(kinds) => {
+            for (kind, bytes) in kinds {
+                metrics::gauge!(HEAP, "kind" => kind).set(bytes as f64);
+            }
+        }
+        Err(error) => tracing::warn!(%error, "reading the allocator's statistics"),
+    }
+}
+
+/// jemalloc's counts by kind, as of now. They are those of the allocator
+/// linked into the process; `ledgerd` makes it the global one.
+fn heap_bytes() -> Result<[(&'static str, usize); 5], tikv_jemalloc_ctl::Error> {
+    use tikv_jemalloc_ctl::{epoch, stats};
+    // The counts are cached until the epoch moves on.
+    epoch::advance()?;
+    Ok([
+        ("allocated", stats::allocated::read()?),
+        ("active", stats::active::read()?),
+        ("resident", stats::resident::read()?),
+        ("retained", stats::retained::read()?),
+        ("metadata", stats::metadata::read()?),
+    ])
 }
 
 /// Counts every call by its path and gRPC status code, and records its

@@ -248,6 +248,21 @@ async fn metrics_count_calls_commits_and_views() {
         .is_some_and(|bytes| bytes > 0.0),
         "{metrics}"
     );
+    // The allocator's counts: the server has a live heap, and what is
+    // resident holds at least the pages in use.
+    let heap = |kind: &str| {
+        sample(
+            &metrics,
+            "ledger_heap_bytes",
+            &[&format!(r#"kind="{kind}""#)],
+        )
+    };
+    let (allocated, active, resident) = (heap("allocated"), heap("active"), heap("resident"));
+    assert!(allocated.is_some_and(|bytes| bytes > 0.0), "{metrics}");
+    assert!(
+        allocated <= active && active <= resident && heap("retained").is_some(),
+        "{metrics}"
+    );
     server.stop();
 }
 
