@@ -22,7 +22,9 @@ use std::time::Instant;
 /// jemalloc rather than the system allocator: a server's many threads
 /// (tokio workers, the writer, the views, RocksDB's) each get a glibc
 /// arena, and freed memory stays spread over them; jemalloc's resident
-/// memory follows the live heap (BENCHMARKS.md, server memory).
+/// memory follows the live heap (BENCHMARKS.md, server memory). Built
+/// unprefixed (the workspace's `Cargo.toml`), it is also the `malloc` that
+/// RocksDB's C++ code calls.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
