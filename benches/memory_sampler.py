@@ -47,7 +47,12 @@ def main():
         while True:
             time.sleep(interval)
             sample = {"at_s": round(time.monotonic() - started, 1), "rss_kib": rss_kib(pid)}
-            sample.update(gauges(addr))
+            try:
+                sample.update(gauges(addr))
+            except OSError as error:
+                # A scrape that times out under load loses its gauges, not
+                # the rest of the run's samples.
+                print(f"memory_sampler: {error}", file=sys.stderr)
             out.write(json.dumps(sample) + "\n")
             out.flush()
 
