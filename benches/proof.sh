@@ -99,8 +99,8 @@ for name, scale, unit in (("p99_us", 1000, "ms"), ("rss_kib", 1024, "MiB")):
     trend(r["samples"], name, scale, unit)
 # What grows, by kind (benches/memory_sampler.py, from the server's metrics).
 for name in sorted({key for sample in memory for key in sample if ":" in key}):
-    bytes_ = name.endswith("_bytes") or "_bytes:" in name
-    trend(memory, name, 1024 * 1024 if bytes_ else 1, "MiB" if bytes_ else "entries")
+    in_bytes = "_bytes:" in name
+    trend(memory, name, 1024 * 1024 if in_bytes else 1, "MiB" if in_bytes else "entries")
 EOF
     exit 0
 fi

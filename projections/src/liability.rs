@@ -57,8 +57,8 @@ pub const LIABILITY_DAYS_MAX: i64 = 3_700;
 /// liability view to one position for the outstanding check.
 pub const CHECK_GAP_EVENTS_MAX: u64 = 1_000_000;
 
-/// Cached day rows between chunks; beyond it the cache is cleared after a
-/// chunk is written.
+/// Cached day rows between chunks: at the bound, the cache is trimmed after
+/// a chunk is written ([`crate::rows::trim_hot`]).
 const CACHED_DAYS_MAX: usize = 100_000;
 
 /// Points moved on one day (or over a range), each column non-negative.
@@ -362,9 +362,7 @@ impl Projection for LiabilityProjection {
         self.days.flush(|(program_id, day), entry| {
             rows.put_value(&dated(b'd', program_id, *day), entry)
         });
-        if self.days.len() > CACHED_DAYS_MAX {
-            self.days.reset();
-        }
+        self.days.trim(CACHED_DAYS_MAX);
     }
 
     fn reset(&mut self) {
