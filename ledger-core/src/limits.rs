@@ -111,6 +111,15 @@ pub const BLOCK_CACHE_BYTES: usize = 64 << 20;
 /// After a no-space error RocksDB resumes writing only once this much is
 /// free again (its `SstFileManager` reserves one write buffer).
 pub const ROCKSDB_WRITE_BUFFER_BYTES: usize = 16 << 20;
+/// Target size of the first level below L0 in the column families whose
+/// keys land at random places (everything but the log and the chain). With
+/// RocksDB's default (256 MiB) and levels sized from the bottom up, every
+/// L0 compaction of such a family rewrites all of it until it is 256 MiB,
+/// so compaction's CPU per write grows with the store.
+pub const ROCKSDB_LEVEL_BASE_BYTES: u64 = 32 << 20;
+/// Target size of one table file in those families: a compaction from the
+/// base level down takes a few files, not the whole level.
+pub const ROCKSDB_TARGET_FILE_BYTES: u64 = 8 << 20;
 /// The log takes no new batch while the data directory's filesystem has
 /// less free space than this. What RocksDB may still write by itself after
 /// our writes stop (flushing memtables already full, the MANIFEST, the views

@@ -22,7 +22,8 @@ use crate::error::StoreError;
 use crate::ids::{IdempotencyKey, ProgramId, StreamName};
 use crate::limits::{
     BLOCK_CACHE_BYTES, DISK_FREE_LOG_RESERVE_BYTES_DEFAULT, DISK_FREE_VIEWS_RESERVE_BYTES_DEFAULT,
-    MEMTABLES_BYTES_MAX, ROCKSDB_WRITE_BUFFER_BYTES, WAL_BYTES_MAX,
+    MEMTABLES_BYTES_MAX, ROCKSDB_LEVEL_BASE_BYTES, ROCKSDB_TARGET_FILE_BYTES,
+    ROCKSDB_WRITE_BUFFER_BYTES, WAL_BYTES_MAX,
 };
 use crate::pb;
 use prost::Message;
@@ -249,6 +250,10 @@ fn cf_options(name: &str, cache: &Cache) -> Options {
         // the decide thread under `checkout` before).
         options.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
         options.set_memtable_whole_key_filtering(true);
+    }
+    if name != CF_LOG && name != CF_CHAIN {
+        options.set_max_bytes_for_level_base(ROCKSDB_LEVEL_BASE_BYTES);
+        options.set_target_file_size_base(ROCKSDB_TARGET_FILE_BYTES);
     }
     options.set_block_based_table_factory(&block);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
