@@ -20,7 +20,7 @@ use ledger_core::engine::scheduler::Scheduler;
 use ledger_core::engine::{LedgerCommand, LedgerDecider, load_member, replay_member};
 use ledger_core::error::CommandError;
 use ledger_core::ids::{IdempotencyKey, MemberId, ProgramId};
-use ledger_core::store::{Store, VerifyOutcome};
+use ledger_core::store::{CF_SNAPSHOTS, Store, VerifyOutcome};
 use ledger_core::writer::{Appended, Envelope, Writer, WriterConfig, WriterHandle};
 use std::sync::Arc;
 
@@ -584,5 +584,63 @@ async fn a_rules_change_reschedules_dormant_members() {
         Points::new(0),
         "dormant for 201 days"
     );
+    engine.close();
+}
+
+/// Goal: a member the writer's cache forgets is written as a snapshot at
+/// its current version, so loading it again reads that row instead of
+/// replaying its stream, and the state loaded equals a replay. Method: a
+/// cache bounded to 2 members, five members with two purchases each (too
+/// few events for the interval's snapshot), then a purchase for each again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_member_is_snapshotted_and_loads_equal_a_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(T0_US);
+    let decider = LedgerDecider::new().with_member_cache_max(2);
+    let mut engine = Engine::open_with(dir.path(), clock.clone(), decider);
+    let mut program_rules = rules();
+    program_rules.pending_days = 0;
+    engine
+        .run(LedgerCommand::Program(ProgramCommand::DefineProgram {
+            rules: program_rules,
+        }))
+        .await
+        .expect("define");
+    let ids = ["ann", "ben", "cat", "dan", "eve"];
+    let mut orders = 0;
+    let mut purchase = async |engine: &mut Engine, id: &str| {
+        orders += 1;
+        let command = Command::RecordPurchase {
+            order_id: format!("o-{orders}"),
+            spend: usd(10_00),
+            tags: vec![],
+        };
+        engine.member_command(id, command).await.expect("purchase");
+    };
+    for id in ids {
+        purchase(&mut engine, id).await;
+        purchase(&mut engine, id).await;
+    }
+    let snapshot = |engine: &Engine, id: &str| {
+        let stream = ledger_core::ids::StreamName::member(&program_id(), &member(id));
+        let store = &engine.store;
+        store
+            .db()
+            .get_pinned_cf(store.cf(CF_SNAPSHOTS), stream.as_str().as_bytes())
+            .expect("read")
+            .is_some()
+    };
+    // The first members were forgotten when later ones filled the cache.
+    for id in ["ann", "ben", "cat"] {
+        assert!(snapshot(&engine, id), "{id}: snapshot written when forgotten");
+    }
+    for id in ids {
+        purchase(&mut engine, id).await;
+    }
+    for id in ids {
+        let replayed = replay_member(&engine.store, &program_id(), &member(id)).expect("replay");
+        assert_eq!(engine.state(id), replayed, "{id}: load equals replay");
+        assert_eq!(replayed.balance_points(), Points::new(30), "{id}");
+    }
     engine.close();
 }

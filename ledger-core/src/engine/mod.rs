@@ -346,6 +346,36 @@ struct Cached {
 }
 
 impl Cached {
+    /// The member's snapshot at its stream version.
+    fn encode_snapshot(&self) -> Result<Vec<u8>, bincode::error::EncodeError> {
+        let snapshot = SnapshotRef {
+            format_version: SNAPSHOT_FORMAT_VERSION,
+            stream_version: self.stream_version,
+            member: &self.member,
+            lots: (!self.paged).then(|| self.member.lots().collect()),
+        };
+        bincode::serde::encode_to_vec(&snapshot, bincode::config::standard())
+    }
+
+    /// Stages the snapshot of a member about to be forgotten whose stored
+    /// snapshot is behind its stream, so that loading it again reads one
+    /// row instead of replaying the events since (each in its own block of
+    /// the log). A paged member's snapshot is always current, and a member
+    /// whose rows are not all written yet gets none: its next load replays.
+    fn stage_forgotten(&self, stream: &StreamName, store: &Store, batch: &mut rocksdb::WriteBatch) {
+        if self.stream_version == self.snapshot_version
+            || self.paged
+            || self.unwritten_records
+            || self.stale_lot_rows
+        {
+            return;
+        }
+        match self.encode_snapshot() {
+            Ok(bytes) => batch.put_cf(store.cf(CF_SNAPSHOTS), stream.as_str().as_bytes(), bytes),
+            Err(error) => tracing::error!(%error, %stream, "snapshot encoding failed"),
+        }
+    }
+
     /// Notes the lots `events` changed, for a paged member's rows.
     fn note_lots<'e>(&mut self, events: impl IntoIterator<Item = &'e domain::Event>) {
         if self.paged {
@@ -769,8 +799,15 @@ fn load_cached(
     }
     let snapshot_version = stream_version;
     // Events after the snapshot: none when snapshots are current, all of them
-    // when the snapshot is missing or of an older format.
-    let tail = store.read_stream_records(stream, stream_version + 1, usize::MAX)?;
+    // when the snapshot is missing or of an older format. Versions have no
+    // gaps, so one point lookup of the next version says whether there are
+    // any; the stream index's bloom filters answer most such lookups without
+    // a read, where a range read builds an iterator over every level.
+    let tail = if store.stream_has_version(stream, stream_version + 1)? {
+        store.read_stream_records(stream, stream_version + 1, usize::MAX)?
+    } else {
+        Vec::new()
+    };
     if paged {
         if !tail.is_empty() {
             // Its lot rows may be ahead of the snapshot: replay the stream
@@ -1053,13 +1090,7 @@ impl Decider for LedgerDecider {
             if !due_for_snapshot {
                 continue;
             }
-            let snapshot = SnapshotRef {
-                format_version: SNAPSHOT_FORMAT_VERSION,
-                stream_version: cached.stream_version,
-                member: &cached.member,
-                lots: (!cached.paged).then(|| cached.member.lots().collect()),
-            };
-            match bincode::serde::encode_to_vec(&snapshot, bincode::config::standard()) {
+            match cached.encode_snapshot() {
                 Ok(bytes) => {
                     batch.put_cf(store.cf(CF_SNAPSHOTS), stream.as_str().as_bytes(), bytes);
                     cached.snapshot_version = cached.stream_version;
@@ -1100,11 +1131,20 @@ impl Decider for LedgerDecider {
     /// records bound: lets go of every record held, their rows being
     /// durable now, and forgets the members whose rows may not all be
     /// written yet. Over the lots bound: see [`LedgerDecider::trim_lots`].
-    fn trim(&mut self) {
+    fn trim(&mut self, store: &Store) {
         let started = std::time::Instant::now();
         let before = (self.members.len(), self.held);
+        // Snapshots of the members forgotten, written together at the end.
+        let mut forgotten = rocksdb::WriteBatch::default();
+        let mut forget_unless = |keep: bool, stream: &StreamName, cached: &Cached| {
+            if !keep {
+                cached.stage_forgotten(stream, store, &mut forgotten);
+            }
+            keep
+        };
         if self.members.len() > self.members_max {
-            self.members.retain(|_, cached| cached.used);
+            self.members
+                .retain(|stream, cached| forget_unless(cached.used, stream, cached));
             let keep = self.members_max / 2;
             if self.members.len() > keep {
                 let mut sizes: Vec<usize> = self
@@ -1115,18 +1155,29 @@ impl Decider for LedgerDecider {
                 // The `keep`-th largest size: members larger stay.
                 let (_, smallest_kept, _) = sizes.select_nth_unstable_by(keep, |a, b| b.cmp(a));
                 let smallest_kept = *smallest_kept;
-                self.members
-                    .retain(|_, cached| cached.member.entry_count() > smallest_kept);
+                self.members.retain(|stream, cached| {
+                    forget_unless(cached.member.entry_count() > smallest_kept, stream, cached)
+                });
             }
         }
         if self.held.records > self.records_held_max {
+            // Their rows may not all be written: no snapshot for these.
             self.members.retain(|_, cached| !cached.unwritten_records);
             for cached in self.members.values_mut() {
                 cached.member.release_records();
             }
         }
         if self.held.lots > self.lots_trim_at {
-            self.trim_lots();
+            self.trim_lots(store, &mut forgotten);
+        }
+        let snapshots = forgotten.len();
+        if snapshots > 0 {
+            // Every batch sent is durable, so no snapshot staged in one can
+            // land after these and be older. Losing them (a crash, a full
+            // disk) costs replays on the next loads, never state: no fsync.
+            if let Err(error) = store.write_relaxed(forgotten) {
+                tracing::warn!(%error, snapshots, "snapshots of forgotten members not written");
+            }
         }
         let mut held = Held::default();
         for cached in self.members.values_mut() {
@@ -1147,6 +1198,7 @@ impl Decider for LedgerDecider {
             lots_kept = self.held.lots,
             records = before.1.records,
             records_kept = self.held.records,
+            snapshots,
             "member cache trimmed"
         );
     }
@@ -1168,7 +1220,7 @@ impl LedgerDecider {
     /// waits. A paged member is kept: it holds its windows only, and it
     /// is paged because it is busy. A forgotten member holds at most
     /// [`LOTS_INLINE_MAX`] lots and loads again from its snapshot.
-    fn trim_lots(&mut self) {
+    fn trim_lots(&mut self, store: &Store, forgotten: &mut rocksdb::WriteBatch) {
         let mut candidates: Vec<(bool, usize, StreamName)> = Vec::new();
         let mut total = 0;
         for (stream, cached) in &mut self.members {
@@ -1205,7 +1257,9 @@ impl LedgerDecider {
             if total <= goal {
                 break;
             }
-            self.members.remove(&stream);
+            if let Some(cached) = self.members.remove(&stream) {
+                cached.stage_forgotten(&stream, store, forgotten);
+            }
             total -= lots;
         }
     }
@@ -1240,7 +1294,7 @@ mod tests {
         decider.stage(store, &mut batch).expect("staged");
         store.write_durable(batch).expect("written");
         if decider.needs_trim() {
-            decider.trim();
+            decider.trim(store);
         }
         points
     }
@@ -1309,7 +1363,7 @@ mod tests {
             purchase(&mut decider, member);
         }
         assert!(decider.needs_trim());
-        decider.trim();
+        decider.trim(&store);
         let kept: Vec<&str> = decider
             .members
             .keys()

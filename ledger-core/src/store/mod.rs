@@ -483,6 +483,19 @@ impl Store {
         }
     }
 
+    /// Whether `stream` has an event at `version`, by one point lookup.
+    pub fn stream_has_version(
+        &self,
+        stream: &StreamName,
+        version: u64,
+    ) -> Result<bool, StoreError> {
+        let key = keys::stream_key(stream, version);
+        Ok(self
+            .db
+            .get_pinned_cf(self.cf(CF_STREAM_INDEX), key)?
+            .is_some())
+    }
+
     /// The remembered answer for an idempotency key, if any.
     pub fn idempotency_entry(
         &self,

@@ -315,7 +315,7 @@ impl<D: Decider> DecideState<D> {
             if versions_full {
                 self.versions.clear();
             }
-            self.decider.trim();
+            self.decider.trim(&self.store);
         }
     }
 

@@ -127,8 +127,9 @@ pub trait Decider: Send + 'static {
     }
 
     /// Shrinks the caches. Called only when every batch sent so far is
-    /// durable, so no state that exists only in memory can be lost.
-    fn trim(&mut self) {}
+    /// durable, so no state that exists only in memory can be lost; what
+    /// it writes to `store` must be rebuildable.
+    fn trim(&mut self, _store: &Store) {}
 }
 
 /// A member's points as a decider knows them.
