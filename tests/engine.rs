@@ -632,7 +632,10 @@ async fn a_forgotten_member_is_snapshotted_and_loads_equal_a_replay() {
     };
     // The first members were forgotten when later ones filled the cache.
     for id in ["ann", "ben", "cat"] {
-        assert!(snapshot(&engine, id), "{id}: snapshot written when forgotten");
+        assert!(
+            snapshot(&engine, id),
+            "{id}: snapshot written when forgotten"
+        );
     }
     for id in ids {
         purchase(&mut engine, id).await;
