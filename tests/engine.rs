@@ -45,6 +45,13 @@ fn rules() -> ProgramRules {
     rules
 }
 
+/// [`rules`] with no pending period: purchase points are available at once.
+fn rules_without_pending() -> ProgramRules {
+    let mut rules = rules();
+    rules.pending_days = 0;
+    rules
+}
+
 struct Engine {
     store: Store,
     clock: ManualClock,
@@ -93,6 +100,14 @@ impl Engine {
     async fn run(&mut self, command: LedgerCommand) -> Result<Appended, CommandError> {
         let envelope = self.envelope(command);
         self.handle().submit(envelope).await
+    }
+
+    async fn define(&mut self, rules: ProgramRules) {
+        self.run(LedgerCommand::Program(ProgramCommand::DefineProgram {
+            rules,
+        }))
+        .await
+        .expect("define");
     }
 
     async fn member_command(
@@ -165,12 +180,7 @@ async fn records_are_read_back_from_their_rows() {
     let clock = ManualClock::new(T0_US);
     let forgetful = || LedgerDecider::new().with_records_held_max(0);
     let mut engine = Engine::open_with(dir.path(), clock.clone(), forgetful());
-    engine
-        .run(LedgerCommand::Program(ProgramCommand::DefineProgram {
-            rules: ProgramRules::basic("USD"),
-        }))
-        .await
-        .expect("define");
+    engine.define(ProgramRules::basic("USD")).await;
     let purchase = |order: &str, cents| Command::RecordPurchase {
         order_id: order.into(),
         spend: usd(cents),
@@ -266,12 +276,7 @@ async fn records_are_read_back_from_their_rows() {
 async fn purchases_mature_and_expire_through_the_scheduler() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut engine = Engine::open(dir.path(), ManualClock::new(T0_US));
-    engine
-        .run(LedgerCommand::Program(ProgramCommand::DefineProgram {
-            rules: rules(),
-        }))
-        .await
-        .expect("define");
+    engine.define(rules()).await;
     let purchase = Command::RecordPurchase {
         order_id: "o-1".into(),
         spend: usd(42_00),
@@ -338,12 +343,7 @@ async fn rejections_are_remembered_and_unknown_programs_named() {
         }
         other => panic!("unexpected {other}"),
     }
-    engine
-        .run(LedgerCommand::Program(ProgramCommand::DefineProgram {
-            rules: rules(),
-        }))
-        .await
-        .expect("define");
+    engine.define(rules()).await;
     engine
         .member_command("bob", Command::Enroll)
         .await
@@ -385,14 +385,7 @@ async fn state_after_restart_equals_a_replay_and_downtime_is_caught_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = ManualClock::new(T0_US);
     let mut engine = Engine::open(dir.path(), clock.clone());
-    let mut program_rules = rules();
-    program_rules.pending_days = 0;
-    engine
-        .run(LedgerCommand::Program(ProgramCommand::DefineProgram {
-            rules: program_rules,
-        }))
-        .await
-        .expect("define");
+    engine.define(rules_without_pending()).await;
     for (index, id) in ["ann", "ben", "cat"].iter().enumerate() {
         let spend = usd(10_00 * (index as i64 + 1));
         let purchase = Command::RecordPurchase {
@@ -598,14 +591,7 @@ async fn a_forgotten_member_is_snapshotted_and_loads_equal_a_replay() {
     let clock = ManualClock::new(T0_US);
     let decider = LedgerDecider::new().with_member_cache_max(2);
     let mut engine = Engine::open_with(dir.path(), clock.clone(), decider);
-    let mut program_rules = rules();
-    program_rules.pending_days = 0;
-    engine
-        .run(LedgerCommand::Program(ProgramCommand::DefineProgram {
-            rules: program_rules,
-        }))
-        .await
-        .expect("define");
+    engine.define(rules_without_pending()).await;
     let ids = ["ann", "ben", "cat", "dan", "eve"];
     let mut orders = 0;
     let mut purchase = async |engine: &mut Engine, id: &str| {
