@@ -239,10 +239,15 @@ fn cf_options(name: &str, cache: &Cache) -> Options {
     // partitioned, they pushed out the data blocks, and the decide
     // thread's CPU grew from a fifth to half of a core within eight
     // minutes of that load, a third of it reading blocks.
-    if name == CF_IDEMPOTENCY || name == CF_STREAM_INDEX || name == CF_SNAPSHOTS {
+    let point_lookups = [CF_IDEMPOTENCY, CF_STREAM_INDEX, CF_SNAPSHOTS, CF_VIEWS];
+    if point_lookups.contains(&name) {
         // Point lookups on the write path (is this key new? where does this
         // stream end?) mostly miss or hit recent data: bloom filters make a
-        // miss cost no disk read.
+        // miss cost no disk read. The views read a row they have not cached
+        // the same way, and most such rows are new (a member's first event,
+        // a member's first purchase of a day): without a filter each read
+        // searched an index block in every L0 file and level, a fifth of
+        // the tier view's CPU under `batch` (BENCHMARKS.md).
         block.set_bloom_filter(10.0, false);
         // The same for the memtables, where most of these lookups end: a
         // key that is not there costs a filter probe instead of a search
