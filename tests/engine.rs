@@ -633,3 +633,93 @@ async fn a_forgotten_member_is_snapshotted_and_loads_equal_a_replay() {
     }
     engine.close();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_versions_after_a_restart_come_from_the_loaded_members() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(T0_US);
+    let mut engine = Engine::open(dir.path(), clock.clone());
+    engine.define(rules_without_pending()).await;
+    let mut orders = 0;
+    let mut purchase = |id: &str| {
+        orders += 1;
+        LedgerCommand::Member {
+            member_id: member(id),
+            command: Command::RecordPurchase {
+                order_id: format!("o-{orders}"),
+                spend: usd(10_00),
+                tags: vec![],
+            },
+        }
+    };
+    // Members of different lengths; a cache of two forgets most of them.
+    let counts = [("ann", 1), ("ben", 3), ("cat", 40), ("dan", 2), ("eve", 1)];
+    let mut versions = Vec::new();
+    for (id, purchases) in counts {
+        let mut last = 0;
+        for _ in 0..purchases {
+            last = engine
+                .run(purchase(id))
+                .await
+                .expect("purchase")
+                .stream_version;
+        }
+        versions.push((id, last));
+    }
+    engine.close();
+
+    // A new writer knows no version: each comes from loading the member.
+    // (A later instant: the new engine's idempotency keys count from 1.)
+    clock.advance(1);
+    let decider = LedgerDecider::new().with_member_cache_max(2);
+    let mut engine = Engine::open_with(dir.path(), clock, decider);
+    let stream = |id: &str| ledger_core::ids::StreamName::member(&program_id(), &member(id));
+    let eve_version = versions.pop().expect("eve").1;
+    for (id, version) in versions {
+        let stream = stream(id);
+        let mut stale = engine.envelope(purchase(id));
+        stale.expected_version = Some(version - 1);
+        match engine.handle().submit(stale).await {
+            Err(CommandError::VersionConflict { actual, .. }) => {
+                assert_eq!(actual, version, "{id}: version after a restart");
+            }
+            other => panic!("{id}: expected a version conflict, got {other:?}"),
+        }
+        let mut current = engine.envelope(purchase(id));
+        current.expected_version = Some(version);
+        let appended = engine.handle().submit(current).await.expect("purchase");
+        assert!(appended.stream_version > version, "{id}");
+        assert_eq!(
+            engine.store.stream_version(&stream).expect("read"),
+            appended.stream_version,
+            "{id}: the stream index agrees"
+        );
+        let records = engine
+            .store
+            .read_stream_records(&stream, 1, usize::MAX)
+            .expect("read");
+        assert_eq!(records.len() as u64, appended.stream_version, "{id}");
+    }
+    // A transfer's receiver is not the command's primary stream: its version
+    // is looked up after the decision, which has applied the transfer to
+    // the receiver's state already.
+    let transfer = TransferPoints {
+        transfer_id: "t-1".into(),
+        from_member_id: member("cat"),
+        to_member_id: member("eve"),
+        points: Points::new(5),
+    };
+    engine
+        .run(LedgerCommand::Transfer(transfer))
+        .await
+        .expect("transfer");
+    let eve = stream("eve");
+    let records = engine
+        .store
+        .read_stream_records(&eve, 1, usize::MAX)
+        .expect("read");
+    let index = engine.store.stream_version(&eve).expect("read");
+    assert!(index > eve_version, "the transfer reached eve's stream");
+    assert_eq!(records.len() as u64, index, "eve: no version skipped");
+    engine.close();
+}

@@ -329,6 +329,10 @@ struct Cached {
     /// any bound): the members bound keeps these, and the lots bound
     /// forgets them last.
     used: bool,
+    /// Loaded for the writer's version lookup of the command about to be
+    /// decided ([`Decider::stream_version`]): that decision is its first,
+    /// not a use again.
+    loaded_for_version: bool,
     /// Records changed since the last `stage`, as `(kind, id)`.
     touched: Vec<(Record, String)>,
     /// Loaded without a snapshot, so it holds every record and their rows
@@ -541,6 +545,7 @@ impl LedgerDecider {
 
     fn load_member(&mut self, store: &Store, stream: &StreamName) -> Result<(), DecideError> {
         match self.members.get_mut(stream) {
+            Some(cached) if cached.loaded_for_version => cached.loaded_for_version = false,
             Some(cached) => cached.used = true,
             None => {
                 let cached = load_cached(store, stream, true)?;
@@ -858,6 +863,7 @@ fn load_cached(
         snapshot_version,
         due,
         used: false,
+        loaded_for_version: false,
         touched: Vec::new(),
         unwritten_records,
         paged,
@@ -994,6 +1000,30 @@ impl Decider for LedgerDecider {
                 self.decide_transfer(store, &envelope.program_id, transfer, now_us, out)
             }
         }
+    }
+
+    /// A member stream's version from its cached state, loading the member
+    /// on a miss: the decision that follows needs it loaded anyway, and the
+    /// load finds the version by point lookups (snapshot, next version),
+    /// where the writer's own lookup builds an iterator over every level of
+    /// the stream index.
+    fn stream_version(
+        &mut self,
+        store: &Store,
+        stream: &StreamName,
+    ) -> Result<Option<u64>, DecideError> {
+        if stream_program(stream).is_none() {
+            return Ok(None);
+        }
+        if let Some(cached) = self.members.get(stream) {
+            return Ok(Some(cached.stream_version));
+        }
+        let mut cached = load_cached(store, stream, true)?;
+        cached.loaded_for_version = true;
+        let version = cached.stream_version;
+        self.held.add(Held::of(&cached.member));
+        self.members.insert(stream.clone(), cached);
+        Ok(Some(version))
     }
 
     fn discard(&mut self) {

@@ -400,7 +400,7 @@ impl<D: Decider> DecideState<D> {
             return replay(entry, request_hash, envelope);
         }
         let primary = self.decider.primary_stream(envelope);
-        let primary_version = self.version(&primary)?;
+        let primary_version = self.version(&primary, true)?;
         if let Some(expected) = envelope.expected_version
             && expected != primary_version
         {
@@ -502,14 +502,34 @@ impl<D: Decider> DecideState<D> {
         }
     }
 
-    fn version(&mut self, stream: &StreamName) -> Result<u64, CommandError> {
+    /// The tentative version of `stream`. `before_decision`: asked before
+    /// the command is decided, so the decider may answer (its state then
+    /// holds no event of this command); after, only the stream index may,
+    /// the decider's state being ahead by the command's events.
+    fn version(&mut self, stream: &StreamName, before_decision: bool) -> Result<u64, CommandError> {
         if let Some(version) = self.versions.get(stream) {
             return Ok(*version);
         }
-        let version = self
-            .store
-            .stream_version(stream)
-            .map_err(|error| CommandError::Unavailable(error.to_string()))?;
+        let unavailable = |error: String| CommandError::Unavailable(error);
+        let from_decider = if before_decision {
+            self.decider
+                .stream_version(&self.store, stream)
+                .map_err(|error| unavailable(error.to_string()))?
+        } else {
+            None
+        };
+        let version = match from_decider {
+            Some(version) => version,
+            None => self
+                .store
+                .stream_version(stream)
+                .map_err(|error| unavailable(error.to_string()))?,
+        };
+        debug_assert_eq!(
+            self.store.stream_version(stream).ok(),
+            Some(version),
+            "the decider's version of {stream} is the stream index's"
+        );
         self.versions.insert(stream.clone(), version);
         Ok(version)
     }
@@ -533,7 +553,7 @@ impl<D: Decider> DecideState<D> {
         // Load every stream's version before touching any state, so a failed
         // read leaves nothing of this command behind.
         for item in emitted.iter() {
-            self.version(&item.stream)?;
+            self.version(&item.stream, false)?;
         }
         let count = emitted.len() as u32;
         let first_position = if count == 0 {

@@ -110,6 +110,19 @@ pub trait Decider: Send + 'static {
         out: &mut Vec<Emitted>,
     ) -> Result<Option<MemberPoints>, DecideError>;
 
+    /// The version of `stream` (its last event's, 0 when it has none)
+    /// including every command decided so far, when the decider keeps that
+    /// stream's state; `None` has the writer read it from the stream index.
+    /// Asked only before a command is decided: a decision applies its
+    /// events to the decider's state before the writer appends them.
+    fn stream_version(
+        &mut self,
+        _store: &Store,
+        _stream: &StreamName,
+    ) -> Result<Option<u64>, DecideError> {
+        Ok(None)
+    }
+
     /// Forgets all in-memory state; the next decisions reload it from the store.
     fn discard(&mut self);
 
