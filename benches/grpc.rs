@@ -202,10 +202,14 @@ impl Bench {
             .max_encoding_message_size(64 << 20)
     }
 
-    /// Enrolls every member with points it can redeem at once.
+    /// Enrolls every member with points it can redeem at once, and waits
+    /// until the balance view holds them all: the `checkout` calls read
+    /// balances without `min_position`, so a member the view has not
+    /// folded yet would be NotFound.
     fn warm_up(&self) {
         let mut client = self.client(0);
         self.runtime.block_on(async {
+            let mut head = 0;
             for first in (0..MEMBERS).step_by(BATCH_COMMANDS) {
                 let request = batch_of((first..first + BATCH_COMMANDS as u64).map(|index| {
                     pb::batch_command::Command::AwardPoints(pb::AwardPointsRequest {
@@ -219,7 +223,37 @@ impl Bench {
                     })
                 }));
                 let response = client.submit_batch(request).await.expect("warm-up");
-                batch_events(response.into_inner());
+                let response = response.into_inner();
+                head = response
+                    .results
+                    .iter()
+                    .filter_map(|result| match &result.result {
+                        Some(pb::batch_result::Result::Ok(ok)) => Some(ok.position),
+                        _ => None,
+                    })
+                    .fold(head, u64::max);
+                batch_events(response);
+            }
+            // A read at `head` waits for the view, a few seconds at a time.
+            let read = || {
+                let mut client = client.clone();
+                async move {
+                    client
+                        .get_balance(pb::GetBalanceRequest {
+                            program_id: DEFAULT_PROGRAM_ID.into(),
+                            member_id: member(0),
+                            min_position: head,
+                        })
+                        .await
+                }
+            };
+            let mut attempts = 0;
+            while let Err(status) = read().await {
+                attempts += 1;
+                assert!(
+                    attempts < 60,
+                    "the balance view never reached {head}: {status}"
+                );
             }
         });
     }
