@@ -246,7 +246,7 @@ fn cf_options(name: &str, cache: &Cache) -> Options {
         // miss cost no disk read. The views read a row they have not cached
         // the same way, and most such rows are new (a member's first event,
         // a member's first purchase of a day): without a filter each read
-        // searched an index block in every L0 file and level, a fifth of
+        // searched an index block in every L0 file and level, half of
         // the tier view's CPU under `batch` (BENCHMARKS.md).
         block.set_bloom_filter(10.0, false);
         // The same for the memtables, where most of these lookups end: a
