@@ -168,6 +168,11 @@ impl StreamName {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// True for a member's stream.
+    pub fn is_member(&self) -> bool {
+        self.0.starts_with("member/")
+    }
 }
 
 impl fmt::Display for StreamName {

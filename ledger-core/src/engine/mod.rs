@@ -548,12 +548,26 @@ impl LedgerDecider {
             Some(cached) if cached.loaded_for_version => cached.loaded_for_version = false,
             Some(cached) => cached.used = true,
             None => {
-                let cached = load_cached(store, stream, true)?;
-                self.held.add(Held::of(&cached.member));
-                self.members.insert(stream.clone(), cached);
+                self.load_into_cache(store, stream, false)?;
             }
         }
         Ok(())
+    }
+
+    /// Loads a member that is not cached into the cache, and returns its
+    /// stream version. `for_version`: see [`Cached::loaded_for_version`].
+    fn load_into_cache(
+        &mut self,
+        store: &Store,
+        stream: &StreamName,
+        for_version: bool,
+    ) -> Result<u64, DecideError> {
+        let mut cached = load_cached(store, stream, true)?;
+        cached.loaded_for_version = for_version;
+        let version = cached.stream_version;
+        self.held.add(Held::of(&cached.member));
+        self.members.insert(stream.clone(), cached);
+        Ok(version)
     }
 
     /// Notes what `events`, just applied to `cached`, changed in its
@@ -1012,18 +1026,13 @@ impl Decider for LedgerDecider {
         store: &Store,
         stream: &StreamName,
     ) -> Result<Option<u64>, DecideError> {
-        if stream_program(stream).is_none() {
+        if !stream.is_member() {
             return Ok(None);
         }
         if let Some(cached) = self.members.get(stream) {
             return Ok(Some(cached.stream_version));
         }
-        let mut cached = load_cached(store, stream, true)?;
-        cached.loaded_for_version = true;
-        let version = cached.stream_version;
-        self.held.add(Held::of(&cached.member));
-        self.members.insert(stream.clone(), cached);
-        Ok(Some(version))
+        self.load_into_cache(store, stream, true).map(Some)
     }
 
     fn discard(&mut self) {

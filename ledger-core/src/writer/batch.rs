@@ -510,26 +510,29 @@ impl<D: Decider> DecideState<D> {
         if let Some(version) = self.versions.get(stream) {
             return Ok(*version);
         }
-        let unavailable = |error: String| CommandError::Unavailable(error);
+        let unavailable =
+            |error: &dyn std::fmt::Display| CommandError::Unavailable(error.to_string());
         let from_decider = if before_decision {
             self.decider
                 .stream_version(&self.store, stream)
-                .map_err(|error| unavailable(error.to_string()))?
+                .map_err(|error| unavailable(&error))?
         } else {
             None
         };
         let version = match from_decider {
-            Some(version) => version,
+            Some(version) => {
+                debug_assert_eq!(
+                    self.store.stream_version(stream).ok(),
+                    Some(version),
+                    "the decider's version of {stream} is the stream index's"
+                );
+                version
+            }
             None => self
                 .store
                 .stream_version(stream)
-                .map_err(|error| unavailable(error.to_string()))?,
+                .map_err(|error| unavailable(&error))?,
         };
-        debug_assert_eq!(
-            self.store.stream_version(stream).ok(),
-            Some(version),
-            "the decider's version of {stream} is the stream index's"
-        );
         self.versions.insert(stream.clone(), version);
         Ok(version)
     }
