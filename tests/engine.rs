@@ -161,6 +161,15 @@ fn usd(minor_units: i64) -> Money {
     )
 }
 
+/// A purchase of `minor_units` USD under `order_id`, without tags.
+fn purchase(order_id: impl Into<String>, minor_units: i64) -> Command {
+    Command::RecordPurchase {
+        order_id: order_id.into(),
+        spend: usd(minor_units),
+        tags: vec![],
+    }
+}
+
 fn rejection_code(answer: Result<Appended, CommandError>) -> String {
     match answer {
         Err(CommandError::Rejected(rejection)) => rejection.code.to_string(),
@@ -181,11 +190,6 @@ async fn records_are_read_back_from_their_rows() {
     let forgetful = || LedgerDecider::new().with_records_held_max(0);
     let mut engine = Engine::open_with(dir.path(), clock.clone(), forgetful());
     engine.define(ProgramRules::basic("USD")).await;
-    let purchase = |order: &str, cents| Command::RecordPurchase {
-        order_id: order.into(),
-        spend: usd(cents),
-        tags: vec![],
-    };
     let refund = |order: &str, cents| Command::RecordReturn {
         order_id: order.into(),
         refund: usd(cents),
@@ -277,11 +281,7 @@ async fn purchases_mature_and_expire_through_the_scheduler() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut engine = Engine::open(dir.path(), ManualClock::new(T0_US));
     engine.define(rules()).await;
-    let purchase = Command::RecordPurchase {
-        order_id: "o-1".into(),
-        spend: usd(42_00),
-        tags: vec![],
-    };
+    let purchase = purchase("o-1", 42_00);
     engine
         .member_command("alice", purchase)
         .await
@@ -387,12 +387,7 @@ async fn state_after_restart_equals_a_replay_and_downtime_is_caught_up() {
     let mut engine = Engine::open(dir.path(), clock.clone());
     engine.define(rules_without_pending()).await;
     for (index, id) in ["ann", "ben", "cat"].iter().enumerate() {
-        let spend = usd(10_00 * (index as i64 + 1));
-        let purchase = Command::RecordPurchase {
-            order_id: format!("o-{id}"),
-            spend,
-            tags: vec![],
-        };
+        let purchase = purchase(format!("o-{id}"), 10_00 * (index as i64 + 1));
         engine.member_command(id, purchase).await.expect("purchase");
         clock.advance(DAY_US);
     }
@@ -491,11 +486,7 @@ async fn a_due_entry_that_recurs_at_the_same_instant_runs_again() {
         rules: program_rules,
     });
     engine.run(define).await.expect("define");
-    let purchase = Command::RecordPurchase {
-        order_id: "o-1".into(),
-        spend: usd(1_00),
-        tags: vec![],
-    };
+    let purchase = purchase("o-1", 1_00);
     engine
         .member_command("ben", purchase)
         .await
@@ -547,11 +538,7 @@ async fn a_rules_change_reschedules_dormant_members() {
         .run(LedgerCommand::Program(define))
         .await
         .expect("define");
-    let purchase = Command::RecordPurchase {
-        order_id: "o-1".into(),
-        spend: usd(5_00),
-        tags: vec![],
-    };
+    let purchase = purchase("o-1", 5_00);
     engine
         .member_command("dora", purchase)
         .await
@@ -596,11 +583,7 @@ async fn a_forgotten_member_is_snapshotted_and_loads_equal_a_replay() {
     let mut orders = 0;
     let mut purchase = async |engine: &mut Engine, id: &str| {
         orders += 1;
-        let command = Command::RecordPurchase {
-            order_id: format!("o-{orders}"),
-            spend: usd(10_00),
-            tags: vec![],
-        };
+        let command = purchase(format!("o-{orders}"), 10_00);
         engine.member_command(id, command).await.expect("purchase");
     };
     for id in ids {
@@ -645,11 +628,7 @@ async fn stream_versions_after_a_restart_come_from_the_loaded_members() {
         orders += 1;
         LedgerCommand::Member {
             member_id: member(id),
-            command: Command::RecordPurchase {
-                order_id: format!("o-{orders}"),
-                spend: usd(10_00),
-                tags: vec![],
-            },
+            command: purchase(format!("o-{orders}"), 10_00),
         }
     };
     // Members of different lengths; a cache of two forgets most of them.
