@@ -21,7 +21,7 @@ use crate::error::{QueryError, ViewError};
 use crate::event::LogEvent;
 use ledger_core::domain::{EventKind, ProgramRules, Rules};
 use ledger_core::ids::ProgramId;
-use ledger_core::store::{CF_VIEWS, Store};
+use ledger_core::store::{CF_VIEWS, OrderedBatch, Store};
 use rocksdb::{Direction, IteratorMode, ReadOptions, WriteBatch};
 use serde::Serialize;
 use serde::de::{DeserializeOwned, DeserializeSeed};
@@ -373,14 +373,12 @@ pub fn set_active(store: &Store, batch: &mut WriteBatch, tag: u8, generation: u3
 
 /// Buffered writes of one chunk of events, and reads of what earlier chunks
 /// wrote. The projection keeps its own caches for rows it rewrites within a
-/// chunk; reads here see only committed rows.
+/// chunk; reads here see only committed rows. The chunk's rows reach
+/// RocksDB in key order, each once ([`OrderedBatch`]).
 pub struct RowWriter<'a> {
     store: &'a Store,
     space: Space,
-    batch: WriteBatch,
-    /// Reused for every key and value put: the batch copies them.
-    key: Vec<u8>,
-    value: Vec<u8>,
+    batch: OrderedBatch,
 }
 
 impl<'a> RowWriter<'a> {
@@ -389,9 +387,7 @@ impl<'a> RowWriter<'a> {
         RowWriter {
             store,
             space,
-            batch: WriteBatch::default(),
-            key: Vec::with_capacity(256),
-            value: Vec::with_capacity(256),
+            batch: OrderedBatch::default(),
         }
     }
 
@@ -416,8 +412,7 @@ impl<'a> RowWriter<'a> {
 
     /// Writes a row.
     pub fn put(&mut self, suffix: &[u8], value: &[u8]) {
-        let key = self.space.row_key(suffix);
-        self.batch.put_cf(self.store.cf(CF_VIEWS), key, value);
+        self.put_with(&[suffix], |bytes| bytes.extend_from_slice(value));
     }
 
     /// Writes a row, encoded.
@@ -428,27 +423,28 @@ impl<'a> RowWriter<'a> {
     /// Writes a row whose key suffix is the concatenation of `parts`,
     /// encoded; no allocation per row (the hot path of a rebuild).
     pub fn put_value_parts<T: Serialize>(&mut self, parts: &[&[u8]], value: &T) {
-        self.key.clear();
-        self.key.extend_from_slice(&self.space.rows_prefix());
-        for part in parts {
-            self.key.extend_from_slice(part);
-        }
-        self.value.clear();
-        // Writing plain structs into a Vec cannot fail; an empty value would
-        // fail to decode later and be reported there.
-        let _ = bincode::serde::encode_into_std_write(
-            value,
-            &mut self.value,
-            bincode::config::standard(),
-        );
-        self.batch
-            .put_cf(self.store.cf(CF_VIEWS), &self.key, &self.value);
+        self.put_with(parts, |bytes| {
+            // Writing plain structs into a Vec cannot fail; an empty value
+            // would fail to decode later and be reported there.
+            let _ =
+                bincode::serde::encode_into_std_write(value, bytes, bincode::config::standard());
+        });
+    }
+
+    fn put_with(&mut self, parts: &[&[u8]], value: impl FnOnce(&mut Vec<u8>)) {
+        let prefix = self.space.rows_prefix();
+        let key = |bytes: &mut Vec<u8>| {
+            bytes.extend_from_slice(&prefix);
+            for part in parts {
+                bytes.extend_from_slice(part);
+            }
+        };
+        self.batch.put_with(CF_VIEWS, key, value);
     }
 
     /// Deletes a row.
     pub fn delete(&mut self, suffix: &[u8]) {
-        let key = self.space.row_key(suffix);
-        self.batch.delete_cf(self.store.cf(CF_VIEWS), key);
+        self.batch.delete(CF_VIEWS, self.space.row_key(suffix));
     }
 
     /// Writes everything buffered together with `checkpoint`, without the
@@ -456,13 +452,14 @@ impl<'a> RowWriter<'a> {
     /// rows and their checkpoint reach disk together when the views'
     /// memtable is flushed, so a crash takes the view back to a checkpoint
     /// that matches its rows, and the worker folds the rest again.
-    pub fn commit(mut self, checkpoint: Checkpoint) -> Result<(), ViewError> {
-        self.batch.put_cf(
+    pub fn commit(self, checkpoint: Checkpoint) -> Result<(), ViewError> {
+        let mut batch = self.batch.into_write_batch(self.store);
+        batch.put_cf(
             self.store.cf(CF_VIEWS),
             self.space.checkpoint_key(),
             checkpoint.encode(),
         );
-        self.store.write_unlogged(self.batch)?;
+        self.store.write_unlogged(batch)?;
         Ok(())
     }
 }
