@@ -30,8 +30,7 @@ use crate::domain::{
 };
 use crate::error::StoreError;
 use crate::ids::{LotId, StreamName};
-use crate::store::{CF_SNAPSHOTS, Store};
-use rocksdb::WriteBatch;
+use crate::store::{CF_SNAPSHOTS, OrderedBatch, Store};
 
 /// A member with more open lots than this keeps them as rows and holds
 /// only part of them; one with fewer keeps them in its snapshot.
@@ -189,18 +188,24 @@ fn encode_lot(lot: &OpenLot) -> Result<Vec<u8>, String> {
 }
 
 fn put_lot(
-    store: &Store,
-    batch: &mut WriteBatch,
+    batch: &mut OrderedBatch,
     stream: &StreamName,
     lot: &OpenLot,
     opened: bool,
 ) -> Result<(), String> {
-    let cf = store.cf(CF_SNAPSHOTS);
-    batch.put_cf(cf, lot_key(stream, lot.lot_id()), encode_lot(lot)?);
+    batch.put(
+        CF_SNAPSHOTS,
+        lot_key(stream, lot.lot_id()),
+        encode_lot(lot)?,
+    );
     if opened {
-        batch.put_cf(cf, fefo_row_key(stream, lot.fefo_key()), []);
+        batch.put(CF_SNAPSHOTS, fefo_row_key(stream, lot.fefo_key()), []);
         if lot.is_pending() {
-            batch.put_cf(cf, maturity_row_key(stream, lot.maturity_key()), []);
+            batch.put(
+                CF_SNAPSHOTS,
+                maturity_row_key(stream, lot.maturity_key()),
+                [],
+            );
         }
     }
     Ok(())
@@ -210,14 +215,12 @@ fn put_lot(
 /// holds them: a lot held is written, a lot closed since the last release
 /// has its rows deleted.
 pub(super) fn stage_touched(
-    store: &Store,
-    batch: &mut WriteBatch,
+    batch: &mut OrderedBatch,
     stream: &StreamName,
     member: &Member,
     touched: &mut Vec<(LotId, LotTouch)>,
 ) -> Result<(), String> {
     touched.sort_unstable();
-    let cf = store.cf(CF_SNAPSHOTS);
     let mut index = 0;
     while let Some(&(lot_id, first)) = touched.get(index) {
         // One lot touched by several events: the union of what they did.
@@ -231,16 +234,19 @@ pub(super) fn stage_touched(
         }
         match (member.lot(lot_id), member.closed_lot(lot_id)) {
             (Some(lot), _) => {
-                put_lot(store, batch, stream, lot, touch.opened)?;
+                put_lot(batch, stream, lot, touch.opened)?;
                 if touch.matured {
-                    batch.delete_cf(cf, maturity_row_key(stream, lot.maturity_key()));
+                    batch.delete(CF_SNAPSHOTS, maturity_row_key(stream, lot.maturity_key()));
                 }
             }
             (None, Some(created)) => {
-                batch.delete_cf(cf, lot_key(stream, lot_id));
-                batch.delete_cf(cf, fefo_row_key(stream, created.fefo_key()));
+                batch.delete(CF_SNAPSHOTS, lot_key(stream, lot_id));
+                batch.delete(CF_SNAPSHOTS, fefo_row_key(stream, created.fefo_key()));
                 if created.was_pending() {
-                    batch.delete_cf(cf, maturity_row_key(stream, created.maturity_key()));
+                    batch.delete(
+                        CF_SNAPSHOTS,
+                        maturity_row_key(stream, created.maturity_key()),
+                    );
                 }
             }
             (None, None) => {
@@ -256,17 +262,16 @@ pub(super) fn stage_touched(
 
 /// Deletes every lot row of a member: rows written under a snapshot that
 /// can no longer be read are rewritten from a replay.
-pub(super) fn clear_lot_rows(store: &Store, batch: &mut WriteBatch, stream: &StreamName) {
+pub(super) fn clear_lot_rows(batch: &mut OrderedBatch, stream: &StreamName) {
     let start = row_key(stream, FEFO_ROW, 0);
     let end = row_key(stream, LOT_ROWS_END, 0);
-    batch.delete_range_cf(store.cf(CF_SNAPSHOTS), start, end);
+    batch.delete_range(CF_SNAPSHOTS, start, end);
 }
 
 /// Stages the rows of every lot of a member that holds them all: the
 /// member becomes paged.
 pub(super) fn stage_all(
-    store: &Store,
-    batch: &mut WriteBatch,
+    batch: &mut OrderedBatch,
     stream: &StreamName,
     member: &Member,
 ) -> Result<(), String> {
@@ -275,7 +280,7 @@ pub(super) fn stage_all(
         "paging starts with every lot held"
     );
     for lot in member.lots() {
-        put_lot(store, batch, stream, lot, true)?;
+        put_lot(batch, stream, lot, true)?;
     }
     Ok(())
 }

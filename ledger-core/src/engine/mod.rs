@@ -33,7 +33,7 @@ use crate::error::{CommandError, Rejection, StoreError};
 use crate::ids::LotId;
 use crate::ids::{MemberId, ProgramId, StreamName};
 use crate::record;
-use crate::store::{CF_DUE, CF_SNAPSHOTS, Store, keys};
+use crate::store::{CF_DUE, CF_SNAPSHOTS, OrderedBatch, Store, keys};
 use crate::writer::{DecideError, Decider, Emitted, Envelope, MemberPoints};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
@@ -252,8 +252,7 @@ fn hold_row(
 
 /// Stages the row of a record `member` holds.
 fn stage_record(
-    store: &Store,
-    batch: &mut rocksdb::WriteBatch,
+    batch: &mut OrderedBatch,
     stream: &StreamName,
     member: &Member,
     (kind, id): (Record, &str),
@@ -269,7 +268,7 @@ fn stage_record(
     };
     match bytes {
         Some(Ok(bytes)) => {
-            batch.put_cf(store.cf(CF_SNAPSHOTS), record_key(stream, kind, id), bytes);
+            batch.put(CF_SNAPSHOTS, record_key(stream, kind, id), bytes);
             Ok(())
         }
         Some(Err(error)) => Err(format!("record {id:?} of {stream}: {error}")),
@@ -366,7 +365,7 @@ impl Cached {
     /// row instead of replaying the events since (each in its own block of
     /// the log). A paged member's snapshot is always current, and a member
     /// whose rows are not all written yet gets none: its next load replays.
-    fn stage_forgotten(&self, stream: &StreamName, store: &Store, batch: &mut rocksdb::WriteBatch) {
+    fn stage_forgotten(&self, stream: &StreamName, batch: &mut OrderedBatch) {
         if self.stream_version == self.snapshot_version
             || self.paged
             || self.unwritten_records
@@ -375,7 +374,7 @@ impl Cached {
             return;
         }
         match self.encode_snapshot() {
-            Ok(bytes) => batch.put_cf(store.cf(CF_SNAPSHOTS), stream.as_str().as_bytes(), bytes),
+            Ok(bytes) => batch.put(CF_SNAPSHOTS, stream.as_str().as_bytes(), bytes),
             Err(error) => tracing::error!(%error, %stream, "snapshot encoding failed"),
         }
     }
@@ -1042,7 +1041,7 @@ impl Decider for LedgerDecider {
         self.held = Held::default();
     }
 
-    fn stage(&mut self, store: &Store, batch: &mut rocksdb::WriteBatch) -> Result<(), String> {
+    fn stage(&mut self, batch: &mut OrderedBatch) -> Result<(), String> {
         for stream in self.dirty.drain() {
             let Some(cached) = self.members.get_mut(&stream) else {
                 continue;
@@ -1052,7 +1051,7 @@ impl Decider for LedgerDecider {
                 let purchases = member.purchases().map(|(id, _)| (Record::Purchase, id));
                 let redemptions = member.redemptions().map(|(id, _)| (Record::Redemption, id));
                 for record in purchases.chain(redemptions) {
-                    stage_record(store, batch, &stream, member, record)?;
+                    stage_record(batch, &stream, member, record)?;
                 }
                 cached.unwritten_records = false;
                 cached.touched.clear();
@@ -1060,24 +1059,18 @@ impl Decider for LedgerDecider {
             cached.touched.sort_unstable();
             cached.touched.dedup();
             for (kind, id) in cached.touched.drain(..) {
-                stage_record(store, batch, &stream, &cached.member, (kind, &id))?;
+                stage_record(batch, &stream, &cached.member, (kind, &id))?;
             }
             // Lots: a member past the inline bound becomes paged, all its
             // lots written as rows; a paged member writes the lots changed.
             let rewritten = std::mem::take(&mut cached.stale_lot_rows);
             if rewritten {
-                lots::clear_lot_rows(store, batch, &stream);
+                lots::clear_lot_rows(batch, &stream);
             }
             if cached.paged {
-                lots::stage_touched(
-                    store,
-                    batch,
-                    &stream,
-                    &cached.member,
-                    &mut cached.touched_lots,
-                )?;
+                lots::stage_touched(batch, &stream, &cached.member, &mut cached.touched_lots)?;
             } else if cached.member.open_lot_count() > self.lots_inline_max {
-                lots::stage_all(store, batch, &stream, &cached.member)?;
+                lots::stage_all(batch, &stream, &cached.member)?;
                 let before = Held::of(&cached.member);
                 cached.member.keep_lots_elsewhere();
                 self.held.moved(before, Held::of(&cached.member));
@@ -1095,7 +1088,7 @@ impl Decider for LedgerDecider {
                 .map(|(due_us, kind)| (due_us, kind as u8));
             if next_due != cached.due {
                 if let Some((due_us, kind)) = cached.due {
-                    batch.delete_cf(store.cf(CF_DUE), due_key(due_us, kind, &stream));
+                    batch.delete(CF_DUE, due_key(due_us, kind, &stream));
                 }
                 match next_due {
                     Some((due_us, kind)) => {
@@ -1103,16 +1096,16 @@ impl Decider for LedgerDecider {
                         // at: the scheduler's idempotency key includes it,
                         // so an entry that recurs at the same instant after
                         // new events is a new command, not a replay.
-                        batch.put_cf(
-                            store.cf(CF_DUE),
+                        batch.put(
+                            CF_DUE,
                             due_key(due_us, kind, &stream),
                             cached.stream_version.to_be_bytes(),
                         );
                         let mut value = (due_us.max(0) as u64).to_be_bytes().to_vec();
                         value.push(kind);
-                        batch.put_cf(store.cf(CF_DUE), member_due_key(&stream), value);
+                        batch.put(CF_DUE, member_due_key(&stream), value);
                     }
-                    None => batch.delete_cf(store.cf(CF_DUE), member_due_key(&stream)),
+                    None => batch.delete(CF_DUE, member_due_key(&stream)),
                 }
                 cached.due = next_due;
             }
@@ -1131,7 +1124,7 @@ impl Decider for LedgerDecider {
             }
             match cached.encode_snapshot() {
                 Ok(bytes) => {
-                    batch.put_cf(store.cf(CF_SNAPSHOTS), stream.as_str().as_bytes(), bytes);
+                    batch.put(CF_SNAPSHOTS, stream.as_str().as_bytes(), bytes);
                     cached.snapshot_version = cached.stream_version;
                 }
                 // A paged member's lot rows are ahead of its old snapshot:
@@ -1174,10 +1167,10 @@ impl Decider for LedgerDecider {
         let started = std::time::Instant::now();
         let before = (self.members.len(), self.held);
         // Snapshots of the members forgotten, written together at the end.
-        let mut forgotten = rocksdb::WriteBatch::default();
+        let mut forgotten = OrderedBatch::default();
         let mut forget_unless = |keep: bool, stream: &StreamName, cached: &Cached| {
             if !keep {
-                cached.stage_forgotten(stream, store, &mut forgotten);
+                cached.stage_forgotten(stream, &mut forgotten);
             }
             keep
         };
@@ -1207,14 +1200,14 @@ impl Decider for LedgerDecider {
             }
         }
         if self.held.lots > self.lots_trim_at {
-            self.trim_lots(store, &mut forgotten);
+            self.trim_lots(&mut forgotten);
         }
         let snapshots = forgotten.len();
         if snapshots > 0 {
             // Every batch sent is durable, so no snapshot staged in one can
             // land after these and be older. Losing them (a crash, a full
             // disk) costs replays on the next loads, never state: no fsync.
-            if let Err(error) = store.write_relaxed(forgotten) {
+            if let Err(error) = store.write_relaxed(forgotten.into_write_batch(store)) {
                 tracing::warn!(%error, snapshots, "snapshots of forgotten members not written");
             }
         }
@@ -1259,7 +1252,7 @@ impl LedgerDecider {
     /// waits. A paged member is kept: it holds its windows only, and it
     /// is paged because it is busy. A forgotten member holds at most
     /// [`LOTS_INLINE_MAX`] lots and loads again from its snapshot.
-    fn trim_lots(&mut self, store: &Store, forgotten: &mut rocksdb::WriteBatch) {
+    fn trim_lots(&mut self, forgotten: &mut OrderedBatch) {
         let mut candidates: Vec<(bool, usize, StreamName)> = Vec::new();
         let mut total = 0;
         for (stream, cached) in &mut self.members {
@@ -1297,7 +1290,7 @@ impl LedgerDecider {
                 break;
             }
             if let Some(cached) = self.members.remove(&stream) {
-                cached.stage_forgotten(&stream, store, forgotten);
+                cached.stage_forgotten(&stream, forgotten);
             }
             total -= lots;
         }
@@ -1329,9 +1322,11 @@ mod tests {
     ) -> Result<Option<MemberPoints>, DecideError> {
         let mut out = Vec::new();
         let points = decider.decide(store, envelope, at_us, &mut out);
-        let mut batch = rocksdb::WriteBatch::default();
-        decider.stage(store, &mut batch).expect("staged");
-        store.write_durable(batch).expect("written");
+        let mut batch = OrderedBatch::default();
+        decider.stage(&mut batch).expect("staged");
+        store
+            .write_durable(batch.into_write_batch(store))
+            .expect("written");
         if decider.needs_trim() {
             decider.trim(store);
         }

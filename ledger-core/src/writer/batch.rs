@@ -9,7 +9,9 @@ use crate::error::{CommandError, StoreError};
 use crate::ids::StreamName;
 use crate::limits::{COMMAND_EVENTS_MAX, STREAM_VERSION_CACHE_ENTRIES_MAX};
 use crate::pb;
-use crate::store::{CF_CHAIN, CF_IDEMPOTENCY, CF_LOG, CF_STREAM_INDEX, Store, encode_head, keys};
+use crate::store::{
+    CF_CHAIN, CF_IDEMPOTENCY, CF_LOG, CF_STREAM_INDEX, OrderedBatch, Store, encode_head, keys,
+};
 use prost::Message as _;
 use rocksdb::WriteBatch;
 use std::collections::{HashMap, VecDeque};
@@ -324,7 +326,7 @@ impl<D: Decider> DecideState<D> {
         let seq = self.next_seq;
         self.next_seq += 1;
         let recorded_at_us = self.config.clock.now_us();
-        let mut batch = WriteBatch::default();
+        let mut batch = OrderedBatch::default();
         let mut writes = 0usize;
         let mut new_keys = Vec::new();
         let mut replies = Vec::with_capacity(submissions.len());
@@ -361,15 +363,11 @@ impl<D: Decider> DecideState<D> {
             replies.push((submission.reply, results));
         }
         if writes > 0 {
-            if let Err(reason) = self.decider.stage(&self.store, &mut batch) {
+            if let Err(reason) = self.decider.stage(&mut batch) {
                 tracing::error!(%reason, "the decider's rows could not be staged");
                 self.poisoned.get_or_insert(reason);
             }
-            batch.put_cf(
-                self.store.cf(CF_CHAIN),
-                keys::HEAD_KEY,
-                encode_head(&self.head),
-            );
+            batch.put(CF_CHAIN, keys::HEAD_KEY, encode_head(&self.head));
         }
         if !new_keys.is_empty() {
             self.overlay_order.push_back((seq, new_keys));
@@ -378,7 +376,7 @@ impl<D: Decider> DecideState<D> {
         Ready {
             seq,
             generation: self.generation,
-            batch,
+            batch: batch.into_write_batch(&self.store),
             writes,
             head: self.head,
             poisoned,
@@ -391,7 +389,7 @@ impl<D: Decider> DecideState<D> {
         envelope: &Envelope<D::Command>,
         request_hash: &[u8; 32],
         recorded_at_us: i64,
-        batch: &mut WriteBatch,
+        batch: &mut OrderedBatch,
         new_keys: &mut Vec<Vec<u8>>,
     ) -> CommandResult {
         let idempotency_key =
@@ -475,11 +473,7 @@ impl<D: Decider> DecideState<D> {
             // Storage failures are not answers: a retry must try again.
             Err(_) => return outcome,
         };
-        batch.put_cf(
-            self.store.cf(CF_IDEMPOTENCY),
-            &idempotency_key,
-            entry.encode_to_vec(),
-        );
+        batch.put(CF_IDEMPOTENCY, &idempotency_key, entry.encode_to_vec());
         self.overlay.insert(idempotency_key.clone(), entry);
         new_keys.push(idempotency_key);
         outcome
@@ -546,7 +540,7 @@ impl<D: Decider> DecideState<D> {
         recorded_at_us: i64,
         primary: &StreamName,
         emitted: &mut Vec<Emitted>,
-        batch: &mut WriteBatch,
+        batch: &mut OrderedBatch,
         points: Option<MemberPoints>,
     ) -> CommandResult {
         assert!(
@@ -602,10 +596,10 @@ impl<D: Decider> DecideState<D> {
                 .map_err(|error| CommandError::Unavailable(format!("record encoding: {error}")))?;
             let hash = self.head.hash.next(position, &self.record_buf);
             let position_key = keys::position_key(position);
-            batch.put_cf(self.store.cf(CF_LOG), position_key, &self.record_buf);
-            batch.put_cf(self.store.cf(CF_CHAIN), position_key, hash.0);
+            batch.put_in_order(self.store.cf(CF_LOG), position_key, &self.record_buf);
+            batch.put_in_order(self.store.cf(CF_CHAIN), position_key, hash.0);
             keys::stream_key_into(&mut self.key_buf, &item.stream, *version);
-            batch.put_cf(self.store.cf(CF_STREAM_INDEX), &self.key_buf, position_key);
+            batch.put(CF_STREAM_INDEX, &self.key_buf, position_key);
             debug_assert_eq!(position, self.head.position + 1, "positions are contiguous");
             self.head = Head { position, hash };
             // The answer carries the event as encoded, without a copy.

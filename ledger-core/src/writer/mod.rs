@@ -32,7 +32,7 @@ use crate::limits::{
     WRITER_BATCH_COMMANDS_DEFAULT, WRITER_QUEUE_COMMANDS_DEFAULT,
 };
 use crate::pb;
-use crate::store::Store;
+use crate::store::{OrderedBatch, Store};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
@@ -130,7 +130,7 @@ pub trait Decider: Send + 'static {
     /// decided since the last call to the batch that carries their events.
     /// An error fails the whole batch (its state is reloaded): rows the
     /// decider cannot do without could not be written.
-    fn stage(&mut self, _store: &Store, _batch: &mut rocksdb::WriteBatch) -> Result<(), String> {
+    fn stage(&mut self, _batch: &mut OrderedBatch) -> Result<(), String> {
         Ok(())
     }
 
