@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The figures of BENCHMARKS.md's summary table, from one run on this machine.
 #
-#   bash benches/proof.sh [OUT_DIR]          every figure (about 15 minutes on 2 cores)
+#   bash benches/proof.sh [OUT_DIR]          every figure (about 5 minutes on 2 cores, once built)
 #   bash benches/proof.sh soak RATE [OUT]    checkout at RATE requests/s for 10 minutes,
 #                                            sampled every 10 s (p99, server RSS, and
 #                                            its memory by kind from --metrics)
@@ -18,7 +18,8 @@
 # `ledgerd verify` and `ledgerd rebuild` on it, then
 # `cargo bench --bench writer` (the writer against raw RocksDB), and prints
 # the table. Every load run's JSON report is kept in OUT_DIR (default: a
-# new directory under /tmp).
+# new directory under /tmp). The data directory (about 1 GB after a whole
+# run) is removed at the end; PROOF_KEEP_DATA=1 keeps it for inspection.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,6 +46,19 @@ run() {
     shift
     echo "proof: ledgerd load $*" >&2
     "$ledgerd" load --target "$target" --json "$@" >"$out/$name.json"
+}
+
+stop_server() {
+    kill -TERM "$server"
+    wait "$server"
+    trap - EXIT
+}
+remove_data() { # the data directory, unless PROOF_KEEP_DATA=1
+    if [ "${PROOF_KEEP_DATA:-}" = 1 ]; then
+        echo "data directory kept: $data"
+    else
+        rm -rf "$data"
+    fi
 }
 
 field() { # field FILE EXPRESSION: a figure from a JSON report
@@ -102,6 +116,8 @@ for name in sorted({key for sample in memory for key in sample if ":" in key}):
     in_bytes = "_bytes:" in name
     trend(memory, name, 1024 * 1024 if in_bytes else 1, "MiB" if in_bytes else "entries")
 EOF
+    stop_server
+    remove_data
     exit 0
 fi
 
@@ -121,11 +137,6 @@ populated_rss_kib() { # populate NAME: 1,000,000 members, then the server's RSS
         [ "$reached" -ge "$position" ] && break
     done
     awk '/VmRSS/ {print $2}' "/proc/$server/status"
-}
-stop_server() {
-    kill -TERM "$server"
-    wait "$server"
-    trap - EXIT
 }
 rss_kib=$(populated_rss_kib populate)
 stop_server
@@ -161,3 +172,4 @@ machine: $(field "$out/noop.json" 'r["machine"]["cpu"]'), $(field "$out/noop.jso
 EOF
 grep -E '^rebuilt ' "$out/rebuild.txt" | sed 's/^/rebuild: /'
 echo "reports in $out"
+remove_data
