@@ -195,6 +195,97 @@ impl OrderedBatch {
 mod tests {
     use super::*;
     use crate::store::{CF_DUE, CF_SNAPSHOTS};
+    use proptest::prelude::*;
+    use std::collections::BTreeMap;
+
+    #[derive(Debug, Clone)]
+    enum Write {
+        Put(&'static str, Vec<u8>, Vec<u8>),
+        Delete(&'static str, Vec<u8>),
+        DeleteRange(&'static str, Vec<u8>, Vec<u8>),
+    }
+
+    fn family() -> impl Strategy<Value = &'static str> {
+        prop_oneof![Just(CF_SNAPSHOTS), Just(CF_DUE)]
+    }
+
+    /// Few short keys, so that writes meet on one key and ranges cover some.
+    fn key() -> impl Strategy<Value = Vec<u8>> {
+        proptest::collection::vec(b'a'..=b'c', 1..=3)
+    }
+
+    fn write() -> impl Strategy<Value = Write> {
+        prop_oneof![
+            4 => (family(), key(), key()).prop_map(|(f, k, v)| Write::Put(f, k, v)),
+            2 => (family(), key()).prop_map(|(f, k)| Write::Delete(f, k)),
+            1 => (family(), key(), key()).prop_map(|(f, a, b)| {
+                Write::DeleteRange(f, a.clone().min(b.clone()), a.max(b))
+            }),
+        ]
+    }
+
+    /// The model: the writes applied one by one, in the order made.
+    fn apply(rows: &mut BTreeMap<(&'static str, Vec<u8>), Vec<u8>>, write: &Write) {
+        match write {
+            Write::Put(family, key, value) => {
+                rows.insert((family, key.clone()), value.clone());
+            }
+            Write::Delete(family, key) => {
+                rows.remove(&(*family, key.clone()));
+            }
+            Write::DeleteRange(family, start, end) => {
+                rows.retain(|(f, key), _| f != family || key < start || key >= end);
+            }
+        }
+    }
+
+    fn stored(store: &Store) -> BTreeMap<(&'static str, Vec<u8>), Vec<u8>> {
+        let mut rows = BTreeMap::new();
+        for family in [CF_SNAPSHOTS, CF_DUE] {
+            for row in store
+                .db()
+                .iterator_cf(store.cf(family), rocksdb::IteratorMode::Start)
+            {
+                let (key, value) = row.expect("row");
+                rows.insert((family, key.to_vec()), value.to_vec());
+            }
+        }
+        rows
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+        /// Whatever the order of keys and the range deletes among them, a
+        /// store written through an OrderedBatch holds what the writes
+        /// applied one by one give.
+        #[test]
+        fn an_ordered_batch_writes_what_the_writes_in_order_give(
+            before in proptest::collection::vec((family(), key(), key()), 0..8),
+            writes in proptest::collection::vec(write(), 0..40),
+        ) {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let store = Store::open(dir.path()).expect("store");
+            let mut model = BTreeMap::new();
+            let mut existing = OrderedBatch::default();
+            for (family, key, value) in before {
+                existing.put(family, &key, &value);
+                model.insert((family, key), value);
+            }
+            store.write_relaxed(existing.into_write_batch(&store)).expect("write");
+            let mut batch = OrderedBatch::default();
+            for write in &writes {
+                apply(&mut model, write);
+                match write.clone() {
+                    Write::Put(family, key, value) => batch.put(family, key, value),
+                    Write::Delete(family, key) => batch.delete(family, key),
+                    Write::DeleteRange(family, start, end) => batch.delete_range(family, start, end),
+                }
+            }
+            store.write_relaxed(batch.into_write_batch(&store)).expect("write");
+            prop_assert_eq!(stored(&store), model);
+        }
+    }
 
     fn read(store: &Store, family: &str, key: &[u8]) -> Option<Vec<u8>> {
         store.db().get_cf(store.cf(family), key).expect("read")
