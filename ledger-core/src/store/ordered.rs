@@ -214,7 +214,7 @@ mod tests {
         proptest::collection::vec(b'a'..=b'c', 1..=3)
     }
 
-    fn write() -> impl Strategy<Value = Write> {
+    fn any_write() -> impl Strategy<Value = Write> {
         prop_oneof![
             4 => (family(), key(), key()).prop_map(|(f, k, v)| Write::Put(f, k, v)),
             2 => (family(), key()).prop_map(|(f, k)| Write::Delete(f, k)),
@@ -262,17 +262,16 @@ mod tests {
         #[test]
         fn an_ordered_batch_writes_what_the_writes_in_order_give(
             before in proptest::collection::vec((family(), key(), key()), 0..8),
-            writes in proptest::collection::vec(write(), 0..40),
+            writes in proptest::collection::vec(any_write(), 0..40),
         ) {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let store = Store::open(dir.path()).expect("store");
+            let (_dir, store) = open();
             let mut model = BTreeMap::new();
             let mut existing = OrderedBatch::default();
             for (family, key, value) in before {
                 existing.put(family, &key, &value);
                 model.insert((family, key), value);
             }
-            store.write_relaxed(existing.into_write_batch(&store)).expect("write");
+            write(&store, existing);
             let mut batch = OrderedBatch::default();
             for write in &writes {
                 apply(&mut model, write);
@@ -282,9 +281,21 @@ mod tests {
                     Write::DeleteRange(family, start, end) => batch.delete_range(family, start, end),
                 }
             }
-            store.write_relaxed(batch.into_write_batch(&store)).expect("write");
+            write(&store, batch);
             prop_assert_eq!(stored(&store), model);
         }
+    }
+
+    fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("store");
+        (dir, store)
+    }
+
+    fn write(store: &Store, batch: OrderedBatch) {
+        store
+            .write_relaxed(batch.into_write_batch(store))
+            .expect("write");
     }
 
     fn read(store: &Store, family: &str, key: &[u8]) -> Option<Vec<u8>> {
@@ -293,8 +304,7 @@ mod tests {
 
     #[test]
     fn the_last_write_to_a_key_wins_in_any_order_of_keys() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("store");
+        let (_dir, store) = open();
         let mut batch = OrderedBatch::default();
         batch.put(CF_SNAPSHOTS, b"kept", b"old");
         batch.put(CF_SNAPSHOTS, b"deleted", b"1");
@@ -309,9 +319,7 @@ mod tests {
         batch.delete(CF_SNAPSHOTS, b"rewritten");
         batch.put(CF_SNAPSHOTS, b"rewritten", b"2");
         batch.put(CF_SNAPSHOTS, b"alone", b"1");
-        store
-            .write_relaxed(batch.into_write_batch(&store))
-            .expect("write");
+        write(&store, batch);
         assert_eq!(read(&store, CF_SNAPSHOTS, b"kept"), Some(b"new".to_vec()));
         assert_eq!(read(&store, CF_SNAPSHOTS, b"deleted"), None);
         assert_eq!(
@@ -327,8 +335,7 @@ mod tests {
 
     #[test]
     fn a_range_delete_covers_only_the_writes_made_before_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path()).expect("store");
+        let (_dir, store) = open();
         let mut batch = OrderedBatch::default();
         batch.put(CF_SNAPSHOTS, b"m/2", b"before");
         batch.put(CF_SNAPSHOTS, b"m/1", b"before");
@@ -336,9 +343,7 @@ mod tests {
         batch.delete_range(CF_SNAPSHOTS, b"m/", b"m0");
         batch.put(CF_SNAPSHOTS, b"m/3", b"after");
         batch.put(CF_SNAPSHOTS, b"a", b"outside");
-        store
-            .write_relaxed(batch.into_write_batch(&store))
-            .expect("write");
+        write(&store, batch);
         assert_eq!(read(&store, CF_SNAPSHOTS, b"m/1"), None);
         assert_eq!(read(&store, CF_SNAPSHOTS, b"m/2"), None);
         assert_eq!(read(&store, CF_SNAPSHOTS, b"m/3"), Some(b"after".to_vec()));
