@@ -207,6 +207,7 @@ async fn a_failed_group_commit_fails_its_callers_and_the_writer_reloads() {
         .filter(|write| matches!(write, Write::Award(_)))
         .count() as i64;
     assert_eq!(available(&ann), 7 + BOOST_POINTS * ann_retried, "{ann:?}");
+    drop(store);
     let (store, _dir) = stop_and_check(server, &acks, last_ack).await;
     // The store closes before its directory is removed.
     drop(store);

@@ -260,13 +260,15 @@ fn segment(r: u8, f: u8, m: u8) -> Segment {
 // The engine and the view.
 
 struct Ledger {
-    _dir: tempfile::TempDir,
     store: Store,
     clock: ManualClock,
     writer: Option<Writer<LedgerCommand>>,
     tokio: tokio::runtime::Runtime,
     folder: Folder,
     next_key: u64,
+    /// Last: fields drop in order, and the store must close before its
+    /// directory is removed, or its last files outlive the removal.
+    _dir: tempfile::TempDir,
 }
 
 impl Ledger {
@@ -281,13 +283,13 @@ impl Ledger {
         let mut folder = Folder::open(&store, ViewKind::Rfm, 1).expect("folder");
         folder.activate(&store).expect("activate");
         Ledger {
-            _dir: dir,
             store,
             clock,
             writer: Some(writer),
             tokio,
             folder,
             next_key: 0,
+            _dir: dir,
         }
     }
 

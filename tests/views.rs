@@ -63,10 +63,12 @@ fn rules() -> ProgramRules {
 }
 
 struct Fixture {
-    _dir: tempfile::TempDir,
     store: Store,
     writer: Option<Writer<LedgerCommand>>,
     client: Client,
+    /// Last: fields drop in order, and the store must close before its
+    /// directory is removed, or its last files outlive the removal.
+    _dir: tempfile::TempDir,
 }
 
 impl Fixture {
@@ -77,10 +79,10 @@ impl Fixture {
         let client = Client::new(writer.handle(), clock, "k");
         client.define(rules()).await;
         Fixture {
-            _dir: dir,
             store,
             writer: Some(writer),
             client,
+            _dir: dir,
         }
     }
 

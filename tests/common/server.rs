@@ -19,7 +19,6 @@ use tonic::transport::Channel;
 /// A server on 127.0.0.1 (port 0) over a temporary data directory (or a
 /// given one), with a client for each service and its store.
 pub struct Server {
-    _dir: Option<tempfile::TempDir>,
     /// The store the server writes (its fault seam, its free-space reserve).
     pub store: Store,
     pub channel: Channel,
@@ -29,6 +28,9 @@ pub struct Server {
     pub reports: ReportsClient<Channel>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+    /// Last: fields drop in order, and the store must close before its
+    /// directory is removed, or its last files outlive the removal.
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl Server {
@@ -74,7 +76,6 @@ impl Server {
             .await
             .expect("connect");
         Server {
-            _dir: dir,
             store,
             channel: channel.clone(),
             client: LedgerClient::new(channel.clone()),
@@ -83,6 +84,7 @@ impl Server {
             reports: ReportsClient::new(channel),
             stop: Some(stop),
             task: Some(task),
+            _dir: dir,
         }
     }
 
