@@ -112,11 +112,15 @@ async fn answers_and_versions_survive_a_restart() {
     writer.shutdown();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn subscriber_sees_every_position_once_in_order() {
+#[test]
+fn subscriber_sees_every_position_once_in_order() {
+    // The subscribers' tasks hold the store until the runtime ends.
+    common::in_temp_dir(subscriber_sees_every_position_once_in_order_in);
+}
+
+async fn subscriber_sees_every_position_once_in_order_in(dir: std::path::PathBuf) {
     const SUBMISSIONS: usize = 300;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let store = Store::open(dir.path()).expect("open");
+    let store = Store::open(&dir).expect("open");
     let clock = ManualClock::new(T0_US);
     let writer = start_writer(&store, &clock);
     let handle = writer.handle();

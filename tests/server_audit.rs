@@ -49,22 +49,25 @@ fn member_stream(member: &str) -> StreamName {
     )
 }
 
-async fn start() -> (tempfile::TempDir, std::net::SocketAddr, Bound) {
-    let dir = tempfile::tempdir().expect("tempdir");
+async fn start(dir: &std::path::Path) -> (std::net::SocketAddr, Bound) {
     let options = ServeOptions {
-        data_dir: dir.path().join("data"),
+        data_dir: dir.join("data"),
         listen: "127.0.0.1:0".parse().expect("addr"),
         tokens: vec![],
         tls: None,
     };
     let bound = Bound::open(&options).await.expect("server opens");
     let addr = bound.local_addr().expect("bound");
-    (dir, addr, bound)
+    (addr, bound)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_auditor_recomputes_the_chain_from_the_wire() {
-    let (_dir, addr, bound) = start().await;
+#[test]
+fn an_auditor_recomputes_the_chain_from_the_wire() {
+    common::in_temp_dir(an_auditor_recomputes_the_chain_from_the_wire_in);
+}
+
+async fn an_auditor_recomputes_the_chain_from_the_wire_in(dir: std::path::PathBuf) {
+    let (addr, bound) = start(&dir).await;
     let writer = bound.writer();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(bound.serve(async {
@@ -221,8 +224,14 @@ async fn an_auditor_recomputes_the_chain_from_the_wire() {
     server.await.expect("server task").expect("clean stop");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_and_reflection_answer() {
+#[test]
+fn health_and_reflection_answer() {
+    // The health Watch stream's connection outlives the server's stop and
+    // holds the store until the runtime ends.
+    common::in_temp_dir(health_and_reflection_answer_in);
+}
+
+async fn health_and_reflection_answer_in(dir: std::path::PathBuf) {
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
     use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
@@ -230,7 +239,7 @@ async fn health_and_reflection_answer() {
     use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
     use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
 
-    let (_dir, addr, bound) = start().await;
+    let (addr, bound) = start(&dir).await;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(bound.serve(async {
         let _ = stop_rx.await;

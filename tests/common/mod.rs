@@ -13,6 +13,26 @@ pub mod faults;
 pub mod ledger;
 pub mod server;
 
+/// Runs `test` on a two-worker runtime over a new temporary directory, and
+/// drops the runtime before the directory. Tasks that outlive the test's
+/// body (a subscriber waiting for the next position, a connection that the
+/// server's stop did not wait for) hold clones of the store; under
+/// `#[tokio::test]` they end only after the body's locals, the directory
+/// among them, so RocksDB wrote its last files into a removed directory.
+pub fn in_temp_dir<F: std::future::Future<Output = ()>>(
+    test: impl FnOnce(std::path::PathBuf) -> F,
+) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(test(dir.path().to_path_buf()));
+    drop(runtime);
+    drop(dir);
+}
+
 /// xorshift64*: a seeded, dependency-free source of kill moments for the
 /// crash tests.
 pub fn next_random(state: &mut u64) -> u64 {
