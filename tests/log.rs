@@ -16,6 +16,7 @@ use ledger_core::reader;
 use ledger_core::store::{CF_CHAIN, CF_LOG, Store, VerifyOutcome, keys};
 use ledger_core::writer::{Append, Envelope, PassThrough, Writer, WriterConfig};
 use std::sync::Arc;
+use std::task::{Context, Waker};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_and_versions_survive_a_restart() {
@@ -395,6 +396,48 @@ async fn batches_decided_on_top_of_a_failed_one_fail_too() {
             .expect("present");
         assert_eq!(record.decode().expect("decodes").idempotency_key, key);
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn commands_arriving_during_a_group_commit_share_the_next_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let clock = ManualClock::new(T0_US);
+    let writer = start_writer(&store, &clock);
+    let handle = writer.handle();
+    let submit = |key: &str| {
+        let handle = handle.clone();
+        let command = envelope(key, None, vec![(member_stream(key), award(1, "x"))]);
+        Box::pin(async move { handle.submit(command).await })
+    };
+    // The first command's group commit waits at the seam, as a slow fsync
+    // would. The writer's threads are not the runtime's: they go on while
+    // this task yields.
+    store.faults().hold_durable_writes();
+    let first = tokio::spawn(submit("a"));
+    while store.faults().durable_writes_held() == 0 {
+        tokio::task::yield_now().await;
+    }
+    // Three more commands arrive meanwhile, one submission each. A
+    // submission is queued in its first poll, before it waits for its
+    // answer.
+    let mut later: Vec<_> = ["b", "c", "d"].into_iter().map(submit).collect();
+    let mut context = Context::from_waker(Waker::noop());
+    for submission in &mut later {
+        assert!(submission.as_mut().poll(&mut context).is_pending());
+    }
+    store.faults().release_durable_writes();
+    let first = first.await.expect("task").expect("appended");
+    assert_eq!(first.first_position, 1);
+    let mut positions = Vec::new();
+    for submission in later {
+        positions.push(submission.await.expect("appended").first_position);
+    }
+    positions.sort_unstable();
+    assert_eq!(positions, vec![2, 3, 4]);
+    // One more group commit after the first, not one each.
+    assert_eq!(store.faults().durable_writes(), 2);
+    writer.shutdown();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

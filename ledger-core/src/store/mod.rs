@@ -34,8 +34,8 @@ use rocksdb::{
     ReadOptions, WriteBatch, WriteOptions,
 };
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 /// Column family of the log records.
 pub const CF_LOG: &str = "log";
@@ -98,11 +98,25 @@ pub fn decode_record(position: u64, bytes: &[u8]) -> Result<pb::EventRecord, Sto
 
 /// Failures a test can inject into the store's write seams: the next `n`
 /// durable batch writes (the log) or relaxed writes (views, cursors) fail
-/// before reaching RocksDB, as a failed fsync would.
+/// before reaching RocksDB, as a failed fsync would. A test can also hold
+/// durable writes at the seam, as a slow fsync would, and count them.
 #[derive(Debug, Default)]
 pub struct WriteFaults {
     fail_next: AtomicU64,
     fail_next_relaxed: AtomicU64,
+    /// Set while durable writes are held; read without the lock on every
+    /// write.
+    holding: AtomicBool,
+    held: Mutex<Held>,
+    held_changed: Condvar,
+    durable_writes: AtomicU64,
+}
+
+/// Durable writes held at the seam.
+#[derive(Debug, Default)]
+struct Held {
+    on: bool,
+    waiting: u64,
 }
 
 impl WriteFaults {
@@ -115,6 +129,52 @@ impl WriteFaults {
     /// (0 clears; `u64::MAX` fails them until cleared).
     pub fn fail_next_relaxed_writes(&self, count: u64) {
         self.fail_next_relaxed.store(count, Ordering::SeqCst);
+    }
+
+    /// Holds every durable batch write at the seam until
+    /// [`WriteFaults::release_durable_writes`].
+    pub fn hold_durable_writes(&self) {
+        self.lock_held().on = true;
+        self.holding.store(true, Ordering::SeqCst);
+    }
+
+    /// Lets held durable writes go on.
+    pub fn release_durable_writes(&self) {
+        self.holding.store(false, Ordering::SeqCst);
+        self.lock_held().on = false;
+        self.held_changed.notify_all();
+    }
+
+    /// Durable batch writes waiting at the seam now.
+    pub fn durable_writes_held(&self) -> u64 {
+        self.lock_held().waiting
+    }
+
+    /// Durable batch writes that reached RocksDB and succeeded.
+    pub fn durable_writes(&self) -> u64 {
+        self.durable_writes.load(Ordering::SeqCst)
+    }
+
+    fn lock_held(&self) -> std::sync::MutexGuard<'_, Held> {
+        // Two plain fields: still meaningful if a holder panicked.
+        self.held
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    fn wait_while_held(&self) {
+        if !self.holding.load(Ordering::SeqCst) {
+            return;
+        }
+        let mut held = self.lock_held();
+        held.waiting += 1;
+        while held.on {
+            held = self
+                .held_changed
+                .wait(held)
+                .unwrap_or_else(|poison| poison.into_inner());
+        }
+        held.waiting -= 1;
     }
 
     fn take(counter: &AtomicU64) -> bool {
@@ -437,6 +497,7 @@ impl Store {
     /// Refused with [`StoreError::DiskFull`], before RocksDB sees it, while
     /// the filesystem has less free space than the log's reserve.
     pub fn write_durable(&self, batch: WriteBatch) -> Result<(), StoreError> {
+        self.faults.wait_while_held();
         if WriteFaults::take(&self.faults.fail_next) {
             return Err(StoreError::Injected);
         }
@@ -444,6 +505,7 @@ impl Store {
         let mut options = WriteOptions::default();
         options.set_sync(true);
         self.db.write_opt(batch, &options)?;
+        self.faults.durable_writes.fetch_add(1, Ordering::SeqCst);
         Ok(())
     }
 

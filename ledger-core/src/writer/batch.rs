@@ -19,6 +19,10 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 
+/// A batch of fewer commands waits for the batch before it to be durable
+/// before it is decided, and takes the commands that arrived meanwhile.
+const BATCH_WAITS_BELOW_COMMANDS: usize = 256;
+
 /// What the commit thread tells the decide thread.
 #[derive(Debug, Default, Clone, Copy)]
 struct Progress {
@@ -240,22 +244,20 @@ impl<D: Decider> DecideState<D> {
             };
             let mut submissions = Vec::new();
             let mut commands = 0usize;
-            let mut next = Some(first);
-            // Drain what is queued, up to the batch limit. A submission is
-            // never split, so a batch may exceed the limit by less than one
-            // SubmitBatch.
-            while let Some(message) = next.take() {
-                match message {
-                    Message::Close => closing = true,
-                    Message::Submit(submission) => {
-                        commands += submission.commands.len();
-                        submissions.push(submission);
-                    }
-                }
-                if closing || commands >= self.config.batch_commands_max {
-                    break;
-                }
-                next = queue.try_recv().ok();
+            closing = self.drain(&mut queue, Some(first), &mut submissions, &mut commands);
+            let small = BATCH_WAITS_BELOW_COMMANDS.min(self.config.batch_commands_max);
+            if !closing && commands < small {
+                // A small batch decided now would be written on its own
+                // after the one in flight: wait for that one, and take
+                // what arrived meanwhile. A group commit costs a WAL
+                // write, an fsync and the writer's bookkeeping whatever
+                // its size, so under many single commands fewer, larger
+                // batches take less CPU per command (BENCHMARKS.md). A
+                // large batch is decided at once, while the one before it
+                // is written.
+                self.shared.wait_durable(self.next_seq - 1, self.generation);
+                let next = queue.try_recv().ok();
+                closing = self.drain(&mut queue, next, &mut submissions, &mut commands);
             }
             if submissions.is_empty() {
                 continue;
@@ -272,6 +274,33 @@ impl<D: Decider> DecideState<D> {
             }
         }
         permits.close();
+    }
+
+    /// Adds `next` and what else is queued to `submissions`, up to the
+    /// batch limit; `commands` counts them. A submission is never split, so
+    /// a batch may exceed the limit by less than one SubmitBatch. Returns
+    /// whether the writer was asked to close.
+    fn drain(
+        &self,
+        queue: &mut mpsc::UnboundedReceiver<Message<D::Command>>,
+        mut next: Option<Message<D::Command>>,
+        submissions: &mut Vec<super::Submission<D::Command>>,
+        commands: &mut usize,
+    ) -> bool {
+        while let Some(message) = next.take() {
+            match message {
+                Message::Close => return true,
+                Message::Submit(submission) => {
+                    *commands += submission.commands.len();
+                    submissions.push(submission);
+                }
+            }
+            if *commands >= self.config.batch_commands_max {
+                break;
+            }
+            next = queue.try_recv().ok();
+        }
+        false
     }
 
     /// Brings the tentative state in line with the commit thread's news.
