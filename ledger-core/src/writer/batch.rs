@@ -30,6 +30,9 @@ struct Progress {
     durable_seq: u64,
     /// Bumped after each failed write: batches of older generations fail.
     generation: u64,
+    /// The commit thread has ended (its loop returned or panicked): no batch
+    /// will become durable any more.
+    commit_ended: bool,
 }
 
 #[derive(Default)]
@@ -57,13 +60,14 @@ impl Shared {
         self.changed.notify_all();
     }
 
-    /// Blocks until batch `seq` is durable or a write failed.
+    /// Blocks until batch `seq` is durable, a write failed or the commit
+    /// thread ended.
     fn wait_durable(&self, seq: u64, generation: u64) {
         let mut guard = self
             .progress
             .lock()
             .unwrap_or_else(|poison| poison.into_inner());
-        while guard.durable_seq < seq && guard.generation == generation {
+        while guard.durable_seq < seq && guard.generation == generation && !guard.commit_ended {
             guard = self
                 .changed
                 .wait(guard)
@@ -151,6 +155,16 @@ fn commit_loop(
     head_tx: watch::Sender<Head>,
     shared: Arc<Shared>,
 ) {
+    // However this loop ends, a decide thread waiting for a batch to be
+    // durable must not wait forever: it goes on, and finds the channel
+    // closed when it sends.
+    struct Ended(Arc<Shared>);
+    impl Drop for Ended {
+        fn drop(&mut self) {
+            self.0.update(|progress| progress.commit_ended = true);
+        }
+    }
+    let _ended = Ended(shared.clone());
     // A batch decided on top of a failed one fails with the same error, so
     // that its callers learn the cause too (a full disk, say).
     let mut last_failure: Option<CommandError> = None;

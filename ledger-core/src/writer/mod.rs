@@ -14,10 +14,11 @@
 //! While batch N is being synced, batch N+1 is already being decided against
 //! the tentative state that N leaves, if it is large; a batch of fewer than
 //! 256 commands first waits for N to be durable and takes the commands that
-//! arrived meanwhile, so that many single commands share few fsyncs. If N's write fails, N and every batch
-//! decided on top of it fail as a whole (a generation counter marks them), and
-//! the decide thread throws its in-memory state away and reloads it from the
-//! store before it decides anything else: nothing is ever half applied.
+//! arrived meanwhile, so that many single commands share few fsyncs. If N's
+//! write fails, N and every batch decided on top of it fail as a whole (a
+//! generation counter marks them), and the decide thread throws its
+//! in-memory state away and reloads it from the store before it decides
+//! anything else: nothing is ever half applied.
 
 mod batch;
 pub use batch::{
