@@ -441,6 +441,71 @@ async fn commands_arriving_during_a_group_commit_share_the_next_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_finds_keys_stored_in_flight_and_earlier_in_itself() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let clock = ManualClock::new(T0_US);
+    let writer = start_writer(&store, &clock);
+    let handle = writer.handle();
+    let command = |key: &str, reason: &str| {
+        envelope(key, None, vec![(member_stream(key), award(1, reason))])
+    };
+    let stored = handle.submit(command("stored", "x")).await.expect("stored");
+    // The next command's group commit waits at the seam; the batch after
+    // it is large enough to be decided without waiting for it, so it
+    // usually finds that command's key among those in flight (the answer
+    // is the same if it is decided after the release).
+    store.faults().hold_durable_writes();
+    let in_flight = tokio::spawn({
+        let handle = handle.clone();
+        let command = command("in-flight", "x");
+        async move { handle.submit(command).await }
+    });
+    while store.faults().durable_writes_held() == 0 {
+        tokio::task::yield_now().await;
+    }
+    let mut commands = vec![
+        command("stored", "x"),
+        command("in-flight", "x"),
+        command("new", "x"),
+        command("new", "x"),
+        command("stored", "another request"),
+        command("new", "another request"),
+    ];
+    commands.extend((0..300).map(|i| command(&format!("filler-{i}"), "x")));
+    let batch = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.submit_many(commands).await }
+    });
+    store.faults().release_durable_writes();
+    let in_flight = in_flight.await.expect("task").expect("appended");
+    let results = batch.await.expect("task").expect("submitted");
+    let replayed = |index: usize| match &results[index] {
+        Ok(appended) => (appended.replayed, appended.first_position),
+        Err(error) => panic!("command {index}: {error:?}"),
+    };
+    assert_eq!(replayed(0), (true, stored.first_position));
+    assert_eq!(replayed(1), (true, in_flight.first_position));
+    let (replay_of_new, new_position) = replayed(2);
+    assert!(!replay_of_new);
+    assert_eq!(replayed(3), (true, new_position));
+    for index in [4, 5] {
+        assert!(
+            matches!(results[index], Err(CommandError::IdempotencyKeyReused { .. })),
+            "command {index}: {:?}",
+            results[index]
+        );
+    }
+    assert!(results[6..].iter().all(|result| matches!(
+        result,
+        Ok(appended) if !appended.replayed
+    )));
+    // Two commands before the batch, one new one and 300 fillers in it.
+    assert_eq!(store.head().expect("head").position, 2 + 1 + 300);
+    writer.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_overloaded_at_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
