@@ -1,7 +1,7 @@
 //! Goal: the log's guarantees that need a real store: answers survive a
 //! restart, a subscriber sees every position once and in order, tampering is
-//! found and named, a failed group commit leaves nothing behind, a full queue
-//! answers at once.
+//! found and named, a failed group commit leaves nothing behind, a commit
+//! thread that dies leaves no caller waiting, a full queue answers at once.
 //!
 //! Method: each test opens a store in a temporary directory and drives a
 //! pass-through writer (no domain rules) through its public API. Concurrency
@@ -441,15 +441,55 @@ async fn commands_arriving_during_a_group_commit_share_the_next_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_waiting_on_a_commit_thread_that_panics_is_answered() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = Store::open(dir.path()).expect("open");
+    let clock = ManualClock::new(T0_US);
+    let writer = start_writer(&store, &clock);
+    let handle = writer.handle();
+    let submit = |key: &str| {
+        let handle = handle.clone();
+        let command = envelope(key, None, vec![(member_stream(key), award(1, "x"))]);
+        Box::pin(async move { handle.submit(command).await })
+    };
+    // The first command's group commit waits at the seam, and its thread
+    // panics once let go.
+    store.faults().hold_durable_writes();
+    store.faults().panic_next_writes(1);
+    let first = tokio::spawn(submit("a"));
+    while store.faults().durable_writes_held() == 0 {
+        tokio::task::yield_now().await;
+    }
+    // A single command queued meanwhile: its batch waits for the first to
+    // be durable, which it never will be.
+    let mut second = submit("b");
+    let mut context = Context::from_waker(Waker::noop());
+    assert!(second.as_mut().poll(&mut context).is_pending());
+    store.faults().release_durable_writes();
+    // Both are answered, with an error, instead of waiting forever. The
+    // timeout only turns a hang into a failure.
+    let answers = tokio::time::timeout(std::time::Duration::from_secs(60), async {
+        (first.await.expect("task"), second.await)
+    })
+    .await
+    .expect("both commands answered");
+    assert!(
+        matches!(answers, (Err(_), Err(_))),
+        "no command of a writer whose commit thread died succeeds: {answers:?}"
+    );
+    assert_eq!(store.faults().durable_writes(), 0);
+    writer.shutdown();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_finds_keys_stored_in_flight_and_earlier_in_itself() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = Store::open(dir.path()).expect("open");
     let clock = ManualClock::new(T0_US);
     let writer = start_writer(&store, &clock);
     let handle = writer.handle();
-    let command = |key: &str, reason: &str| {
-        envelope(key, None, vec![(member_stream(key), award(1, reason))])
-    };
+    let command =
+        |key: &str, reason: &str| envelope(key, None, vec![(member_stream(key), award(1, reason))]);
     let stored = handle.submit(command("stored", "x")).await.expect("stored");
     // The next command's group commit waits at the seam; the batch after
     // it is large enough to be decided without waiting for it, so it
@@ -491,7 +531,10 @@ async fn a_batch_finds_keys_stored_in_flight_and_earlier_in_itself() {
     assert_eq!(replayed(3), (true, new_position));
     for index in [4, 5] {
         assert!(
-            matches!(results[index], Err(CommandError::IdempotencyKeyReused { .. })),
+            matches!(
+                results[index],
+                Err(CommandError::IdempotencyKeyReused { .. })
+            ),
             "command {index}: {:?}",
             results[index]
         );

@@ -99,11 +99,13 @@ pub fn decode_record(position: u64, bytes: &[u8]) -> Result<pb::EventRecord, Sto
 /// Failures a test can inject into the store's write seams: the next `n`
 /// durable batch writes (the log) or relaxed writes (views, cursors) fail
 /// before reaching RocksDB, as a failed fsync would. A test can also hold
-/// durable writes at the seam, as a slow fsync would, and count them.
+/// durable writes at the seam, as a slow fsync would, count them, and make
+/// the thread writing the next one panic.
 #[derive(Debug, Default)]
 pub struct WriteFaults {
     fail_next: AtomicU64,
     fail_next_relaxed: AtomicU64,
+    panic_next: AtomicU64,
     /// Set while durable writes are held; read without the lock on every
     /// write.
     holding: AtomicBool,
@@ -129,6 +131,12 @@ impl WriteFaults {
     /// (0 clears; `u64::MAX` fails them until cleared).
     pub fn fail_next_relaxed_writes(&self, count: u64) {
         self.fail_next_relaxed.store(count, Ordering::SeqCst);
+    }
+
+    /// Makes the threads of the next `count` durable batch writes panic at
+    /// the seam, after any hold, before RocksDB sees the batch (0 clears).
+    pub fn panic_next_writes(&self, count: u64) {
+        self.panic_next.store(count, Ordering::SeqCst);
     }
 
     /// Holds every durable batch write at the seam until
@@ -498,6 +506,9 @@ impl Store {
     /// the filesystem has less free space than the log's reserve.
     pub fn write_durable(&self, batch: WriteBatch) -> Result<(), StoreError> {
         self.faults.wait_while_held();
+        if WriteFaults::take(&self.faults.panic_next) {
+            panic!("a durable write panicked at the seam (injected)");
+        }
         if WriteFaults::take(&self.faults.fail_next) {
             return Err(StoreError::Injected);
         }
