@@ -490,67 +490,77 @@ async fn a_members_life_from_enrolment_to_expiry() {
         .await
         .expect("connect");
     let mut audit = AuditClient::connect(target).await.expect("connect");
-    let common = |key: &str, when: &str| (key.to_owned(), at(when));
-    let (key, occurred_at) = common("e1", "2025-10-01T10:00:00Z");
-    ledger
-        .enroll(pb::EnrollRequest {
+    // One batch: the scheduler acts on due entries only once a batch is
+    // durable, so none of its work (due by the server's clock) can come
+    // between these commands and move the member's clock past the
+    // redemption's. One call each raced it: the redemption was refused
+    // whenever the scheduler's expiry came first.
+    use pb::batch_command::Command;
+    let commands = [
+        Command::Enroll(pb::EnrollRequest {
             program_id: "default".into(),
             member_id: "ada".into(),
-            idempotency_key: key,
-            occurred_at,
+            idempotency_key: "e1".into(),
+            occurred_at: at("2025-10-01T10:00:00Z"),
             ..Default::default()
-        })
-        .await
-        .expect("enroll");
-    let (key, occurred_at) = common("p1", "2025-10-02T10:00:00Z");
-    let bought = ledger
-        .record_purchase(pb::RecordPurchaseRequest {
+        }),
+        Command::RecordPurchase(pb::RecordPurchaseRequest {
             program_id: "default".into(),
             member_id: "ada".into(),
-            idempotency_key: key,
-            occurred_at,
+            idempotency_key: "p1".into(),
+            occurred_at: at("2025-10-02T10:00:00Z"),
             order_id: "o1".into(),
             spend: Some(ledger_core::pb::Money {
                 minor_units: 2_500,
                 currency: "USD".into(),
             }),
             ..Default::default()
-        })
-        .await
-        .expect("purchase")
-        .into_inner();
-    assert_eq!(bought.balance.expect("balance").pending, 25);
-    let (key, occurred_at) = common("a1", "2025-10-03T10:00:00Z");
-    ledger
-        .award_points(pb::AwardPointsRequest {
+        }),
+        Command::AwardPoints(pb::AwardPointsRequest {
             program_id: "default".into(),
             member_id: "ada".into(),
-            idempotency_key: key,
-            occurred_at,
+            idempotency_key: "a1".into(),
+            occurred_at: at("2025-10-03T10:00:00Z"),
             reason: "welcome".into(),
             points: 100,
             ..Default::default()
-        })
-        .await
-        .expect("award");
-    // Forty days on, the purchase's points have matured: the redemption
-    // draws on both lots.
-    let (key, occurred_at) = common("r1", "2025-11-12T10:00:00Z");
-    let redeemed = ledger
-        .redeem(pb::RedeemRequest {
+        }),
+        // Forty days on, the purchase's points have matured: the redemption
+        // draws on both lots.
+        Command::Redeem(pb::RedeemRequest {
             program_id: "default".into(),
             member_id: "ada".into(),
-            idempotency_key: key,
-            occurred_at,
+            idempotency_key: "r1".into(),
+            occurred_at: at("2025-11-12T10:00:00Z"),
             redemption_id: "r1".into(),
             points: 10,
             ..Default::default()
+        }),
+    ];
+    let commands = commands
+        .into_iter()
+        .map(|command| pb::BatchCommand {
+            command: Some(command),
         })
+        .collect();
+    let results = ledger
+        .submit_batch(pb::SubmitBatchRequest { commands })
         .await
-        .expect("redeem")
-        .into_inner();
-    let balance = redeemed.balance.expect("balance");
-    assert_eq!((balance.available, balance.pending), (115, 0));
+        .expect("batch")
+        .into_inner()
+        .results;
+    let balances: Vec<(i64, i64)> = results
+        .into_iter()
+        .map(|result| match result.result {
+            Some(pb::batch_result::Result::Ok(answer)) => {
+                let balance = answer.balance.expect("balance");
+                (balance.available, balance.pending)
+            }
+            other => panic!("every command is accepted: {other:?}"),
+        })
+        .collect();
+    // Enrolled, bought (25 pending), awarded 100, redeemed 10 of 125.
+    assert_eq!(balances, vec![(0, 0), (0, 25), (100, 25), (115, 0)]);
 
     // The scheduler expires what is left on 2026-11-01 (due already).
     let mut records = audit
