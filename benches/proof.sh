@@ -4,7 +4,8 @@
 #   bash benches/proof.sh [OUT_DIR]          every figure (about 5 minutes on 2 cores, once built)
 #   bash benches/proof.sh soak RATE [OUT]    checkout at RATE requests/s for 10 minutes,
 #                                            sampled every 10 s (p99, server RSS, and
-#                                            its memory by kind from --metrics)
+#                                            its memory by kind from --metrics), and the
+#                                            server's CPU per call by thread over it
 #
 # It builds the release binaries (the profile the tests use, so RocksDB is
 # compiled once), starts `ledgerd serve` on a fresh data directory on
@@ -69,8 +70,10 @@ if [ "$mode" = soak ]; then
     python3 benches/memory_sampler.py "$metrics_addr" "$server" 10 "$out/soak-memory.jsonl" &
     sampler=$!
     trap 'kill "$server" "$sampler" 2>/dev/null || true' EXIT
+    ticks "$server" >"$out/soak-cpu.before"
     run soak --scenario checkout --duration 600 --concurrency 64 --rate "$rate" \
         --interval 10 --watch-pid "$server"
+    ticks "$server" >"$out/soak-cpu.after"
     kill "$sampler"
     "$ledgerd" load --target "$target" --scenario noop --duration 1 --concurrency 1 >/dev/null
     python3 - "$out/soak.json" "$out/soak-memory.jsonl" <<'EOF'
@@ -116,6 +119,7 @@ for name in sorted({key for sample in memory for key in sample if ":" in key}):
     in_bytes = "_bytes:" in name
     trend(memory, name, 1024 * 1024 if in_bytes else 1, "MiB" if in_bytes else "entries")
 EOF
+    python3 benches/thread_cpu.py "$out/soak.json" requests_per_s "$out/soak-cpu.before" "$out/soak-cpu.after"
     stop_server
     remove_data
     exit 0

@@ -22,3 +22,21 @@ start_server() { # start_server DATA_DIR LOG [SERVE_ARGS...]: sets $server (afte
         sleep 0.1
     done
 }
+
+cpu_ticks() { # cpu_ticks STAT_FILE: utime + stime of a process or thread
+    local stat fields
+    stat=$(cat "$1" 2>/dev/null) || return 1
+    # Fields after the parenthesised name: utime and stime are the 12th
+    # and 13th of them.
+    read -r -a fields <<<"${stat##*) }"
+    echo $(( fields[11] + fields[12] ))
+}
+
+ticks() { # ticks PID: "name ticks" per thread (benches/thread_cpu.py reads two)
+    local task name cpu
+    for task in /proc/"$1"/task/*; do
+        name=$(cat "$task/comm" 2>/dev/null) || continue
+        cpu=$(cpu_ticks "$task/stat") || continue
+        echo "$name $cpu"
+    done
+}
