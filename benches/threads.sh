@@ -10,7 +10,8 @@
 # /proc/PID/task/*/stat, and prints the difference by thread name (numbered
 # threads such as tokio's workers are summed) divided by the calls (noop,
 # checkout) or durable events (batch) the run reported, with the load
-# generator's own CPU per unit (from /proc/self/stat of its process).
+# generator's own CPU per unit (from /proc/PID/stat of its process). The
+# data directory is removed at the end; the reports stay in OUT_DIR.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,4 +48,6 @@ one batch batch 20 4 events_per_s
 kill -TERM "$server"
 wait "$server" || true
 trap - EXIT
+# The data directory only served these runs (the reports are in $out).
+rm -rf "$data"
 echo "reports in $out"
