@@ -14,9 +14,14 @@ use ledger_core::clock::ManualClock;
 use ledger_core::error::CommandError;
 use ledger_core::reader;
 use ledger_core::store::{CF_CHAIN, CF_LOG, Store, VerifyOutcome, keys};
-use ledger_core::writer::{Append, Envelope, PassThrough, Writer, WriterConfig};
+use ledger_core::writer::{
+    Append, CommandResult, Envelope, PassThrough, Writer, WriterConfig, WriterHandle,
+};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Waker};
+use tokio::task::JoinHandle;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn answers_and_versions_survive_a_restart() {
@@ -398,6 +403,37 @@ async fn batches_decided_on_top_of_a_failed_one_fail_too() {
     }
 }
 
+/// A command awarding one point on the stream of member `key`.
+fn one_point(key: &str, reason: &str) -> Envelope<Append> {
+    envelope(key, None, vec![(member_stream(key), award(1, reason))])
+}
+
+/// Holds durable writes at the seam, as a slow fsync would, submits
+/// `command`, and returns once its group commit waits there. The writer's
+/// threads are not the runtime's: they go on while this task yields.
+async fn submit_held(
+    store: &Store,
+    handle: &WriterHandle<Append>,
+    command: Envelope<Append>,
+) -> JoinHandle<CommandResult> {
+    store.faults().hold_durable_writes();
+    let submitted = tokio::spawn({
+        let handle = handle.clone();
+        async move { handle.submit(command).await }
+    });
+    while store.faults().durable_writes_held() == 0 {
+        tokio::task::yield_now().await;
+    }
+    submitted
+}
+
+/// Polls `submission` once: a submission is queued in its first poll,
+/// before it waits for its answer.
+fn queue_now<F: Future + Unpin>(submission: &mut F) {
+    let mut context = Context::from_waker(Waker::noop());
+    assert!(Pin::new(submission).poll(&mut context).is_pending());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commands_arriving_during_a_group_commit_share_the_next_one() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -407,24 +443,15 @@ async fn commands_arriving_during_a_group_commit_share_the_next_one() {
     let handle = writer.handle();
     let submit = |key: &str| {
         let handle = handle.clone();
-        let command = envelope(key, None, vec![(member_stream(key), award(1, "x"))]);
+        let command = one_point(key, "x");
         Box::pin(async move { handle.submit(command).await })
     };
-    // The first command's group commit waits at the seam, as a slow fsync
-    // would. The writer's threads are not the runtime's: they go on while
-    // this task yields.
-    store.faults().hold_durable_writes();
-    let first = tokio::spawn(submit("a"));
-    while store.faults().durable_writes_held() == 0 {
-        tokio::task::yield_now().await;
-    }
-    // Three more commands arrive meanwhile, one submission each. A
-    // submission is queued in its first poll, before it waits for its
-    // answer.
+    // The first command's group commit waits at the seam.
+    let first = submit_held(&store, &handle, one_point("a", "x")).await;
+    // Three more commands arrive meanwhile, one submission each.
     let mut later: Vec<_> = ["b", "c", "d"].into_iter().map(submit).collect();
-    let mut context = Context::from_waker(Waker::noop());
     for submission in &mut later {
-        assert!(submission.as_mut().poll(&mut context).is_pending());
+        queue_now(submission);
     }
     store.faults().release_durable_writes();
     let first = first.await.expect("task").expect("appended");
@@ -447,24 +474,17 @@ async fn a_command_waiting_on_a_commit_thread_that_panics_is_answered() {
     let clock = ManualClock::new(T0_US);
     let writer = start_writer(&store, &clock);
     let handle = writer.handle();
-    let submit = |key: &str| {
-        let handle = handle.clone();
-        let command = envelope(key, None, vec![(member_stream(key), award(1, "x"))]);
-        Box::pin(async move { handle.submit(command).await })
-    };
     // The first command's group commit waits at the seam, and its thread
     // panics once let go.
-    store.faults().hold_durable_writes();
     store.faults().panic_next_writes(1);
-    let first = tokio::spawn(submit("a"));
-    while store.faults().durable_writes_held() == 0 {
-        tokio::task::yield_now().await;
-    }
+    let first = submit_held(&store, &handle, one_point("a", "x")).await;
     // A single command queued meanwhile: its batch waits for the first to
     // be durable, which it never will be.
-    let mut second = submit("b");
-    let mut context = Context::from_waker(Waker::noop());
-    assert!(second.as_mut().poll(&mut context).is_pending());
+    let mut second = Box::pin({
+        let handle = handle.clone();
+        async move { handle.submit(one_point("b", "x")).await }
+    });
+    queue_now(&mut second);
     store.faults().release_durable_writes();
     // Both are answered, with an error, instead of waiting forever. The
     // timeout only turns a hang into a failure.
@@ -488,31 +508,24 @@ async fn a_batch_finds_keys_stored_in_flight_and_earlier_in_itself() {
     let clock = ManualClock::new(T0_US);
     let writer = start_writer(&store, &clock);
     let handle = writer.handle();
-    let command =
-        |key: &str, reason: &str| envelope(key, None, vec![(member_stream(key), award(1, reason))]);
-    let stored = handle.submit(command("stored", "x")).await.expect("stored");
+    let stored = handle
+        .submit(one_point("stored", "x"))
+        .await
+        .expect("stored");
     // The next command's group commit waits at the seam; the batch after
     // it is large enough to be decided without waiting for it, so it
     // usually finds that command's key among those in flight (the answer
     // is the same if it is decided after the release).
-    store.faults().hold_durable_writes();
-    let in_flight = tokio::spawn({
-        let handle = handle.clone();
-        let command = command("in-flight", "x");
-        async move { handle.submit(command).await }
-    });
-    while store.faults().durable_writes_held() == 0 {
-        tokio::task::yield_now().await;
-    }
+    let in_flight = submit_held(&store, &handle, one_point("in-flight", "x")).await;
     let mut commands = vec![
-        command("stored", "x"),
-        command("in-flight", "x"),
-        command("new", "x"),
-        command("new", "x"),
-        command("stored", "another request"),
-        command("new", "another request"),
+        one_point("stored", "x"),
+        one_point("in-flight", "x"),
+        one_point("new", "x"),
+        one_point("new", "x"),
+        one_point("stored", "another request"),
+        one_point("new", "another request"),
     ];
-    commands.extend((0..300).map(|i| command(&format!("filler-{i}"), "x")));
+    commands.extend((0..300).map(|i| one_point(&format!("filler-{i}"), "x")));
     let batch = tokio::spawn({
         let handle = handle.clone();
         async move { handle.submit_many(commands).await }
