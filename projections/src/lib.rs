@@ -2,7 +2,8 @@
 //!
 //! The log is the truth; views are rebuildable. [`runtime`] runs one worker
 //! per view that folds the log from the view's checkpoint and then follows
-//! the live head, writing rows and checkpoint together; [`rows`] is how
+//! the live head, writing rows and checkpoint together, and takes the
+//! records another worker has just read from [`recent`]; [`rows`] is how
 //! views keep their rows (generations, checkpoints, digests); [`balance`],
 //! [`tier`], [`liability`] and [`rfm`] are the views and their queries, and
 //! [`reconcile`] ties the liability to the log and the balances. Every query
@@ -25,6 +26,7 @@ pub mod balance;
 pub mod error;
 pub mod event;
 pub mod liability;
+pub mod recent;
 pub mod reconcile;
 pub mod rfm;
 pub mod rows;

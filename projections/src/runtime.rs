@@ -9,6 +9,10 @@
 //!   then neither carry nor wait for them): a crash loses the chunks
 //!   written since the views' memtable was last flushed, rows and
 //!   checkpoint together, and they are folded again.
+//! - The workers share the records they read: at the head they fold the
+//!   same commits within milliseconds of each other, and a record one has
+//!   read and decoded is taken by the others from [`RecentEvents`] (a few
+//!   thousand events), not read and decoded again.
 //! - An event the projection cannot fold stops the worker: the chunk holding
 //!   it is not written, and the status names the position and the error. No
 //!   event is ever skipped.
@@ -35,6 +39,7 @@ use crate::balance::BalanceProjection;
 use crate::error::{QueryError, ViewError};
 use crate::event::LogEvent;
 use crate::liability::LiabilityProjection;
+use crate::recent::{Piece, RECENT_EVENTS_MAX, RecentEvents};
 use crate::rfm::RfmProjection;
 use crate::rows::{
     self, Checkpoint, RowWriter, Space, active_generation, delete_other_generations, set_active,
@@ -244,6 +249,18 @@ impl Folder {
         self.apply_chunk(store, &events)
     }
 
+    /// [`Folder::step`], taking the records other workers have read already
+    /// from `recent`.
+    pub fn step_shared(
+        &mut self,
+        store: &Store,
+        up_to: u64,
+        recent: &RecentEvents,
+    ) -> Result<usize, (u64, ViewError)> {
+        let pieces = recent.read(store, self.checkpoint.position + 1, up_to)?;
+        self.apply_events(store, pieces.iter().flat_map(Piece::events))
+    }
+
     /// Folds `events` (the records right after the checkpoint, in order)
     /// and writes them as one chunk, as [`Folder::step`] does.
     pub fn apply_chunk(
@@ -251,11 +268,20 @@ impl Folder {
         store: &Store,
         events: &[LogEvent],
     ) -> Result<usize, (u64, ViewError)> {
-        let Some(last) = events.last() else {
-            return Ok(0);
-        };
+        self.apply_events(store, events)
+    }
+
+    fn apply_events<'a>(
+        &mut self,
+        store: &Store,
+        events: impl IntoIterator<Item = &'a LogEvent>,
+    ) -> Result<usize, (u64, ViewError)> {
         let mut rows = RowWriter::new(store, self.space);
+        let mut last = None;
+        let mut count = 0;
         for (expected, event) in (self.checkpoint.position + 1..).zip(events) {
+            last = Some(event);
+            count += 1;
             let applied = if event.position == expected {
                 self.projection.apply(&mut rows, event)
             } else {
@@ -269,6 +295,9 @@ impl Folder {
                 return Err((expected, error));
             }
         }
+        let Some(last) = last else {
+            return Ok(0);
+        };
         self.projection.flush(&mut rows);
         let checkpoint = Checkpoint {
             position: last.position,
@@ -279,7 +308,7 @@ impl Folder {
             return Err((self.checkpoint.position + 1, error));
         }
         self.checkpoint = checkpoint;
-        Ok(events.len())
+        Ok(count)
     }
 
     /// Makes this generation the active one and deletes every other, in one
@@ -299,10 +328,21 @@ impl Folder {
 /// Reads and decodes records `from..=up_to`, at most [`CHUNK_EVENTS_MAX`];
 /// an error names the position that could not be read or decoded.
 pub fn read_chunk(store: &Store, from: u64, up_to: u64) -> Result<Vec<LogEvent>, (u64, ViewError)> {
+    read_events(store, from, up_to, CHUNK_EVENTS_MAX)
+}
+
+/// Reads and decodes records `from..=up_to`, at most `max` (at least one
+/// when `from <= up_to`: a durable position without a record is an error).
+pub(crate) fn read_events(
+    store: &Store,
+    from: u64,
+    up_to: u64,
+    max: usize,
+) -> Result<Vec<LogEvent>, (u64, ViewError)> {
     let mut events = Vec::new();
     let mut next = from;
-    while next <= up_to && events.len() < CHUNK_EVENTS_MAX {
-        let want = READ_CHUNK_RECORDS.min(CHUNK_EVENTS_MAX - events.len());
+    while next <= up_to && events.len() < max {
+        let want = READ_CHUNK_RECORDS.min(max - events.len());
         let records = store
             .read_range(next, up_to, want)
             .map_err(|error| (next, error.into()))?;
@@ -383,6 +423,7 @@ impl Worker {
         folder: Folder,
         applied: Arc<watch::Sender<u64>>,
         readers: Arc<Readers>,
+        recent: Arc<RecentEvents>,
         active: bool,
     ) -> Result<Worker, ViewError> {
         let (control_tx, control_rx) = watch::channel(Control::Run);
@@ -404,6 +445,7 @@ impl Worker {
                     report: report_tx,
                     applied,
                     readers,
+                    recent,
                     folder,
                     active,
                     attempts: 0,
@@ -451,6 +493,7 @@ struct WorkerRun {
     report: watch::Sender<Report>,
     applied: Arc<watch::Sender<u64>>,
     readers: Arc<Readers>,
+    recent: Arc<RecentEvents>,
     folder: Folder,
     active: bool,
     /// Failed attempts in a row at the current position.
@@ -516,7 +559,7 @@ impl WorkerRun {
             let head = self.head.borrow_and_update().position;
             if self.folder.checkpoint().position < head {
                 self.set_state(WorkerState::CatchingUp);
-                match self.folder.step(&self.store, head) {
+                match self.folder.step_shared(&self.store, head, &self.recent) {
                     Ok(_) => self.attempts = 0,
                     Err((position, error)) if retryable(&error) => {
                         if !self.back_off(handle, position, error) {
@@ -690,6 +733,7 @@ pub struct Runtime {
     clock: Arc<dyn Clock>,
     slots: Vec<Slot>,
     linger_us: Arc<AtomicU64>,
+    recent: Arc<RecentEvents>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -710,6 +754,7 @@ impl Runtime {
         let linger_us = Arc::new(AtomicU64::new(
             u64::try_from(LIVE_LINGER_DEFAULT.as_micros()).unwrap_or(u64::MAX),
         ));
+        let recent = Arc::new(RecentEvents::new(RECENT_EVENTS_MAX));
         for &kind in kinds {
             let active = active_generation(&store, kind.tag())?;
             let generation = active.unwrap_or(1);
@@ -740,6 +785,7 @@ impl Runtime {
                 folder,
                 applied.clone(),
                 readers.clone(),
+                recent.clone(),
                 true,
             )?;
             slots.push(Slot {
@@ -757,6 +803,7 @@ impl Runtime {
             clock,
             slots,
             linger_us,
+            recent,
         })
     }
 
@@ -969,6 +1016,7 @@ impl Runtime {
             folder,
             slot.applied.clone(),
             slot.readers.clone(),
+            self.recent.clone(),
             false,
         )?;
         *lock(&slot.rebuilding) = Some((generation, shadow.report.clone()));
@@ -1036,6 +1084,7 @@ impl Runtime {
                     folder,
                     slot.applied.clone(),
                     slot.readers.clone(),
+                    self.recent.clone(),
                     true,
                 )?;
                 *lock(&slot.worker) = Some(worker);
