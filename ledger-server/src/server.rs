@@ -25,6 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
+use tokio_stream::StreamExt as _;
 use tokio_stream::wrappers::TcpListenerStream;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
@@ -320,7 +321,7 @@ impl Bound {
                 reports,
                 check(&auth, Access::Report),
             ))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), {
+            .serve_with_incoming_shutdown(TcpListenerStream::new(listener).map(no_delay), {
                 let health = health.clone();
                 async move {
                     shutdown.await;
@@ -363,5 +364,42 @@ impl Bound {
         views.stop().await;
         drop(store);
         Ok(())
+    }
+}
+
+/// Turns Nagle's algorithm off on an accepted connection: an answer goes
+/// out when it is written, not once the peer has acknowledged the last
+/// one, which a delayed acknowledgement can hold back for tens of
+/// milliseconds.
+fn no_delay(
+    accepted: std::io::Result<tokio::net::TcpStream>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let stream = accepted?;
+    if let Err(error) = stream.set_nodelay(true) {
+        tracing::warn!(%error, "cannot turn Nagle's algorithm off; answers may wait");
+    }
+    Ok(stream)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn accepted_connections_send_without_waiting_for_acknowledgements() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        let _client = tokio::net::TcpStream::connect(address)
+            .await
+            .expect("connect");
+        let mut incoming = TcpListenerStream::new(listener).map(no_delay);
+        let accepted = incoming
+            .next()
+            .await
+            .expect("a connection")
+            .expect("accepted");
+        assert!(accepted.nodelay().expect("read the option"));
     }
 }
