@@ -197,8 +197,9 @@ mod tests {
     const T0_US: i64 = 1_750_000_000_000_000;
 
     /// A store whose log holds `count` enrolment events of one member, at
-    /// positions 1..=count (stream versions the same).
-    async fn log_of(count: u64) -> (Store, tempfile::TempDir) {
+    /// positions 1..=count (stream versions the same). The directory comes
+    /// first: bound first, it is dropped last, after the store has closed.
+    async fn log_of(count: u64) -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path()).expect("store");
         let config = WriterConfig::with_clock(Arc::new(ManualClock::new(T0_US)));
@@ -224,7 +225,7 @@ mod tests {
             writer.handle().submit(envelope).await.expect("append");
         }
         writer.shutdown();
-        (store, dir)
+        (dir, store)
     }
 
     fn positions(pieces: &[Piece]) -> Vec<Vec<u64>> {
@@ -253,7 +254,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_reader_takes_what_the_first_read() {
-        let (store, _dir) = log_of(10).await;
+        let (_dir, store) = log_of(10).await;
         let recent = RecentEvents::new(RECENT_EVENTS_MAX);
         let first = recent.read(&store, 1, 10).expect("first read");
         assert_eq!(positions(&first), vec![(1..=10).collect::<Vec<_>>()]);
@@ -272,7 +273,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_read_fills_the_gaps_around_kept_chunks_without_overlapping_them() {
-        let (store, _dir) = log_of(12).await;
+        let (_dir, store) = log_of(12).await;
         let recent = RecentEvents::new(RECENT_EVENTS_MAX);
         let middle = recent.read(&store, 5, 8).expect("middle");
         let whole = recent.read(&store, 3, 12).expect("whole");
@@ -287,7 +288,7 @@ mod tests {
 
     #[tokio::test]
     async fn past_the_bound_the_lowest_chunks_go_and_a_larger_chunk_is_not_kept() {
-        let (store, _dir) = log_of(12).await;
+        let (_dir, store) = log_of(12).await;
         let recent = RecentEvents::new(5);
         recent.read(&store, 1, 3).expect("read");
         recent.read(&store, 4, 6).expect("read");
@@ -303,7 +304,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_durable_position_without_a_record_is_an_error_at_that_position() {
-        let (store, _dir) = log_of(3).await;
+        let (_dir, store) = log_of(3).await;
         let recent = RecentEvents::new(RECENT_EVENTS_MAX);
         let (position, error) = match recent.read(&store, 2, 5) {
             Err(failure) => failure,
