@@ -25,8 +25,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio_stream::StreamExt as _;
-use tokio_stream::wrappers::TcpListenerStream;
+use tonic::transport::server::TcpIncoming;
 use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 
@@ -321,7 +320,7 @@ impl Bound {
                 reports,
                 check(&auth, Access::Report),
             ))
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener).map(no_delay), {
+            .serve_with_incoming_shutdown(incoming(listener), {
                 let health = health.clone();
                 async move {
                     shutdown.await;
@@ -367,23 +366,18 @@ impl Bound {
     }
 }
 
-/// Turns Nagle's algorithm off on an accepted connection: an answer goes
+/// The accepted connections, with Nagle's algorithm off: an answer goes
 /// out when it is written, not once the peer has acknowledged the last
 /// one, which a delayed acknowledgement can hold back for tens of
 /// milliseconds.
-fn no_delay(
-    accepted: std::io::Result<tokio::net::TcpStream>,
-) -> std::io::Result<tokio::net::TcpStream> {
-    let stream = accepted?;
-    if let Err(error) = stream.set_nodelay(true) {
-        tracing::warn!(%error, "cannot turn Nagle's algorithm off; answers may wait");
-    }
-    Ok(stream)
+fn incoming(listener: TcpListener) -> TcpIncoming {
+    TcpIncoming::from(listener).with_nodelay(Some(true))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio_stream::StreamExt as _;
 
     #[tokio::test]
     async fn accepted_connections_send_without_waiting_for_acknowledgements() {
@@ -394,7 +388,7 @@ mod tests {
         let _client = tokio::net::TcpStream::connect(address)
             .await
             .expect("connect");
-        let mut incoming = TcpListenerStream::new(listener).map(no_delay);
+        let mut incoming = incoming(listener);
         let accepted = incoming
             .next()
             .await
