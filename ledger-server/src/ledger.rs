@@ -774,12 +774,7 @@ impl pb::ledger_server::Ledger for LedgerService {
         let request = request.into_inner();
         let (program, member, as_of_us) = check_get_member(&request).map_err(invalid)?;
         let as_of_us = as_of_us.unwrap_or_else(|| self.clock.now_us());
-        if request.min_position > 0 {
-            self.views
-                .wait_for(ViewKind::Balance, request.min_position, VIEW_WAIT)
-                .await
-                .map_err(|error| status::query(&error))?;
-        }
+        wait_for_view(&self.views, ViewKind::Balance, request.min_position).await?;
         let (tier_answer, history, balance) = self
             .query(ViewKind::Tier, request.min_position, move |store| {
                 let status = tier::member_tier(store, &program, &member, as_of_us)?;
