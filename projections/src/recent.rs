@@ -14,7 +14,7 @@
 
 use crate::error::ViewError;
 use crate::event::LogEvent;
-use crate::runtime::{CHUNK_EVENTS_MAX, read_events};
+use crate::runtime::{CHUNK_EVENTS_MAX, lock, read_events};
 use ledger_core::store::Store;
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -26,7 +26,6 @@ use std::sync::{Arc, Mutex};
 pub const RECENT_EVENTS_MAX: usize = 8_192;
 
 /// Consecutive records of the log, as one worker read them.
-#[derive(Clone)]
 pub struct Piece {
     events: Arc<[LogEvent]>,
     range: Range<usize>,
@@ -130,7 +129,7 @@ impl RecentEvents {
                 .unwrap_or(usize::MAX)
                 .min(CHUNK_EVENTS_MAX - taken);
             let found = {
-                let held = self.lock();
+                let held = lock(&self.held);
                 match held.holding(next) {
                     Some((first, chunk)) => {
                         let start = (next - first) as usize;
@@ -151,7 +150,7 @@ impl RecentEvents {
                 Found::ReadUpTo(read_up_to) => {
                     let events: Arc<[LogEvent]> =
                         read_events(store, next, read_up_to, want)?.into();
-                    self.lock().keep(next, &events, self.max_events);
+                    lock(&self.held).keep(next, &events, self.max_events);
                     let range = 0..events.len();
                     Piece { events, range }
                 }
@@ -169,15 +168,9 @@ impl RecentEvents {
         Ok(pieces)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Held> {
-        self.held
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
-    }
-
     #[cfg(test)]
     fn kept(&self) -> Vec<(u64, usize)> {
-        self.lock()
+        lock(&self.held)
             .chunks
             .iter()
             .map(|(&first, chunk)| (first, chunk.len()))
