@@ -346,6 +346,11 @@ struct Cached {
     /// A snapshot was there but could not be used: lot rows written under
     /// it may remain, and the next `stage` deletes them first.
     stale_lot_rows: bool,
+    /// Built by replaying its whole stream (no snapshot: a new member, or
+    /// one whose snapshot was lost) and no record let go since: it holds
+    /// every record a row could give back, so a record it does not hold
+    /// has no row either, and deciding needs no lookup to know it.
+    holds_every_record: bool,
 }
 
 impl Cached {
@@ -628,7 +633,15 @@ impl LedgerDecider {
             .get_mut(&stream)
             .ok_or_else(|| store_error("member not loaded", 0))?;
         let held_before = Held::of(&cached.member);
-        let decided = decide_paging(store, &stream, &mut cached.member, command, rules, now_us);
+        let decided = decide_paging(
+            store,
+            &stream,
+            cached.holds_every_record,
+            &mut cached.member,
+            command,
+            rules,
+            now_us,
+        );
         let events = match decided {
             Ok(events) => events,
             Err(error) => {
@@ -694,19 +707,33 @@ impl LedgerDecider {
 }
 
 /// Decides `command` in place on `member`, after reading back the record
-/// it refers to and, as often as the decision asks, the lots it needs.
+/// it refers to (unless the member `holds_every_record`: most purchases
+/// name a new order id, whose lookup would find nothing) and, as often as
+/// the decision asks, the lots it needs.
 /// Each read holds more of the member's lots, so the loop ends: at the
 /// latest once every lot is held, when no decision asks again.
 fn decide_paging(
     store: &Store,
     stream: &StreamName,
+    holds_every_record: bool,
     member: &mut Member,
     command: &Command,
     rules: &Rules,
     now_us: i64,
 ) -> Result<Vec<domain::Event>, DecideError> {
     if let Some(record) = command_record(command) {
-        hold_record(store, stream, member, record)?;
+        if !holds_every_record {
+            hold_record(store, stream, member, record)?;
+        } else if cfg!(debug_assertions) {
+            let mut probe = member.clone();
+            let held = probe.held_records();
+            hold_record(store, stream, &mut probe, record)?;
+            debug_assert_eq!(
+                probe.held_records(),
+                held,
+                "{stream} holds every record, yet a row gave back {record:?}"
+            );
+        }
     }
     loop {
         // In place: the member becomes the state after the events, and a
@@ -793,6 +820,10 @@ fn load_cached(
     // A snapshot that cannot be read may have had lot rows written under
     // it; a missing one never had (a paged member always has one).
     let stale_lot_rows = found && snapshot.is_none();
+    // Without a snapshot the member is its whole stream replayed, which
+    // keeps exactly the records a row could still give back
+    // ([`Member::hold_purchase`] refuses older ones).
+    let holds_every_record = snapshot.is_none();
     let (mut member, mut stream_version, paged) = match snapshot {
         Some(Snapshot {
             member,
@@ -882,6 +913,7 @@ fn load_cached(
         paged,
         touched_lots: Vec::new(),
         stale_lot_rows,
+        holds_every_record,
     })
 }
 
@@ -1197,6 +1229,7 @@ impl Decider for LedgerDecider {
             self.members.retain(|_, cached| !cached.unwritten_records);
             for cached in self.members.values_mut() {
                 cached.member.release_records();
+                cached.holds_every_record = false;
             }
         }
         if self.held.lots > self.lots_trim_at {
