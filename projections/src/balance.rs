@@ -527,8 +527,17 @@ impl BalanceProjection {
         if let Some(member) = self.members.get_mut(&event.stream) {
             member.hit = true;
         } else {
-            let stored: Option<MemberBalance> =
-                rows.get_value(&member_key(&event.stream), "member balance")?;
+            // A stream's first event: no row yet, and no read to learn it.
+            let stored: Option<MemberBalance> = if event.stream_version == 1 {
+                debug_assert!(
+                    rows.get_value::<MemberBalance>(&member_key(&event.stream), "member balance")
+                        .is_ok_and(|row| row.is_none()),
+                    "a stream's first event found its member balance row"
+                );
+                None
+            } else {
+                rows.get_value(&member_key(&event.stream), "member balance")?
+            };
             let counted = stored.is_some();
             let row = stored.unwrap_or_else(|| MemberBalance {
                 program_id: event.program_id.clone(),

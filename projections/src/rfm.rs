@@ -248,11 +248,12 @@ impl Projection for RfmProjection {
             ),
             None => None,
         };
-        let member = self.members.get_mut(
+        let member = self.members.get_mut_unless_new(
             rows,
             event.stream.clone(),
             &keyed(b'm', &event.stream),
             "rfm member",
+            event.stream_version == 1,
             || RfmMember {
                 program_id: event.program_id.clone(),
                 member_id: member_id.to_owned(),

@@ -222,6 +222,25 @@ impl<K: std::hash::Hash + Eq + Clone, T> RowCache<K, T> {
     where
         T: DeserializeOwned,
     {
+        self.get_mut_unless_new(rows, key, row_key, what, false, fresh)
+    }
+
+    /// As [`RowCache::get_mut`], except that a row the caller knows was
+    /// never written (`new`: the stream's first event, a member's first
+    /// event of a day) starts from `fresh` without a read. Most such reads
+    /// would find nothing, after a search of every level of the store.
+    pub fn get_mut_unless_new(
+        &mut self,
+        rows: &RowWriter<'_>,
+        key: K,
+        row_key: &[u8],
+        what: &str,
+        new: bool,
+        fresh: impl FnOnce() -> T,
+    ) -> Result<&mut T, ViewError>
+    where
+        T: DeserializeOwned,
+    {
         let cached = match self.rows.entry(key) {
             Entry::Occupied(entry) => {
                 if !entry.get().dirty {
@@ -232,7 +251,16 @@ impl<K: std::hash::Hash + Eq + Clone, T> RowCache<K, T> {
                 cached
             }
             Entry::Vacant(entry) => {
-                let value = rows.get_value(row_key, what)?.unwrap_or_else(fresh);
+                let value = if new {
+                    debug_assert!(
+                        rows.get_value::<T>(row_key, what)
+                            .is_ok_and(|row| row.is_none()),
+                        "a new {what} row was written before"
+                    );
+                    fresh()
+                } else {
+                    rows.get_value(row_key, what)?.unwrap_or_else(fresh)
+                };
                 self.dirty.push(entry.key().clone());
                 entry.insert(Cached {
                     value,

@@ -138,20 +138,23 @@ impl TierProjection {
         Ok(())
     }
 
+    /// Adds to the member's qualifying history of `day`; `new`: the member
+    /// has no row for that day yet.
     fn add_day(
         &mut self,
         rows: &RowWriter<'_>,
         stream: &str,
-        day: i64,
+        (day, new): (i64, bool),
         base_points: i64,
         spend_minor_units: i64,
         position: u64,
     ) -> Result<(), ViewError> {
-        let entry = self.days.get_mut(
+        let entry = self.days.get_mut_unless_new(
             rows,
             (stream.to_owned(), day),
             &day_key(stream, day),
             "qualifying day",
+            new,
             QualifyingDay::default,
         )?;
         let overflow = || ViewError::event(position, "qualifying history overflows");
@@ -175,11 +178,12 @@ impl Projection for TierProjection {
             return Ok(());
         };
         let stream = event.stream.as_str();
-        let member = self.members.get_mut(
+        let member = self.members.get_mut_unless_new(
             rows,
             event.stream.clone(),
             &keyed(b'm', stream),
             "tier member",
+            event.stream_version == 1,
             || TierMember {
                 program_id: event.program_id.clone(),
                 member_id: member_id.to_owned(),
@@ -187,6 +191,9 @@ impl Projection for TierProjection {
             },
         )?;
         let now_us = member.effective_at_us.max(event.event.occurred_at_us);
+        // Days are the member's business time, which never goes back: a
+        // day after the one of its last event has no row yet.
+        let new_day = day_of(member.effective_at_us) < day_of(now_us);
         member.effective_at_us = now_us;
         match &event.event.kind {
             EventKind::MemberEnrolled(_) => {
@@ -218,12 +225,14 @@ impl Projection for TierProjection {
             }
             EventKind::PointsEarned(earned) => {
                 let (base, spend) = (earned.base_points.get(), earned.spend.minor_units);
-                self.add_day(rows, stream, day_of(now_us), base, spend, position)?;
+                let day = (day_of(now_us), new_day);
+                self.add_day(rows, stream, day, base, spend, position)?;
             }
             EventKind::EarnReversed(reversed) => {
                 let base = reversed.base_points_reversed.get().saturating_neg();
                 let spend = reversed.refund.minor_units.saturating_neg();
-                self.add_day(rows, stream, day_of(now_us), base, spend, position)?;
+                let day = (day_of(now_us), new_day);
+                self.add_day(rows, stream, day, base, spend, position)?;
             }
             _ => {}
         }
