@@ -153,6 +153,17 @@ impl FieldError {
             reason,
         }
     }
+
+    /// The same error about the field at `prefix.` its path (`prefix`
+    /// alone for an error about the whole value): for a nested message.
+    pub fn within(self, prefix: &str) -> Self {
+        let field = if self.field.is_empty() {
+            prefix.to_owned()
+        } else {
+            format!("{prefix}.{}", self.field)
+        };
+        FieldError::new(field, self.reason)
+    }
 }
 
 /// A command refused by a rule of the program (insufficient points, ...).
@@ -312,5 +323,21 @@ impl CommandError {
         } else {
             CommandError::Unavailable(error.to_string())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_error_within_a_message_names_the_whole_path() {
+        let error = FieldError::new("currency", FieldReason::Missing).within("spend");
+        assert_eq!(error.field, "spend.currency");
+        assert_eq!(error.reason, FieldReason::Missing);
+        let error = error.within("event.points_earned");
+        assert_eq!(error.field, "event.points_earned.spend.currency");
+        let whole = FieldError::new("", FieldReason::Missing).within("rules");
+        assert_eq!(whole.field, "rules");
     }
 }

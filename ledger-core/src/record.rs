@@ -215,7 +215,7 @@ impl TryFrom<&pb::Event> for EventKind {
         // The path is formatted only for an error: every record read
         // passes here, and a `format!` per record was a few percent of a
         // view's CPU.
-        decoded.map_err(|error| within(&format!("event.{name}"))(error))
+        decoded.map_err(|error| error.within(&format!("event.{name}")))
     }
 }
 
@@ -520,8 +520,9 @@ fn tier_changed(e: &pb::TierChanged) -> Result<TierChanged, FieldError> {
 /// domain folds only rules that validated when they were decided, so rules
 /// that do not validate now mean a damaged log.
 fn rules_at(rules: &Option<pb::ProgramRules>, field: &str) -> Result<ProgramRules, FieldError> {
-    let raw = ProgramRules::try_from(required(rules, field)?).map_err(within(field))?;
-    validated(&raw).map_err(within(field))?;
+    let raw =
+        ProgramRules::try_from(required(rules, field)?).map_err(|error| error.within(field))?;
+    validated(&raw).map_err(|error| error.within(field))?;
     Ok(raw)
 }
 
@@ -547,7 +548,8 @@ fn draws(draws: &[pb::LotDraw]) -> Vec<LotDraw> {
 
 fn money(money: &Option<pb::Money>, field: &str) -> Result<Money, FieldError> {
     let money = required(money, field)?;
-    let currency = Currency::from_code(&money.currency, "currency").map_err(within(field))?;
+    let currency =
+        Currency::from_code(&money.currency, "currency").map_err(|error| error.within(field))?;
     Ok(Money::new(money.minor_units, currency))
 }
 
@@ -565,18 +567,6 @@ fn known<E: TryFrom<i32>>(value: i32, field: &str) -> Result<E, FieldError> {
             FieldReason::Invalid(format!("has the unknown enum value {value}")),
         )
     })
-}
-
-/// Puts `prefix` in front of the path of an error about a nested field.
-fn within(prefix: &str) -> impl Fn(FieldError) -> FieldError + '_ {
-    move |error| {
-        let field = if error.field.is_empty() {
-            prefix.to_owned()
-        } else {
-            format!("{prefix}.{}", error.field)
-        };
-        FieldError::new(field, error.reason)
-    }
 }
 
 #[cfg(test)]

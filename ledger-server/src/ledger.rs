@@ -113,7 +113,8 @@ pub fn timestamp(us: i64) -> prost_types::Timestamp {
 
 fn money(field: &str, money: Option<&ledger_core::pb::Money>) -> Result<Money, FieldError> {
     let money = money.ok_or_else(|| FieldError::new(field, FieldReason::Missing))?;
-    let currency = Currency::from_code(&money.currency, format!("{field}.currency"))?;
+    let currency =
+        Currency::from_code(&money.currency, "currency").map_err(|error| error.within(field))?;
     Ok(Money::new(money.minor_units, currency))
 }
 
