@@ -16,7 +16,7 @@ use ledger_core::clock::ManualClock;
 use ledger_core::domain::{
     self, Command, Money, Points, ProgramCommand, ProgramRules, TransferPoints,
 };
-use ledger_core::engine::scheduler::Scheduler;
+use ledger_core::engine::scheduler::{Scheduler, due_entries};
 use ledger_core::engine::{LedgerCommand, LedgerDecider, load_member, replay_member};
 use ledger_core::error::CommandError;
 use ledger_core::ids::{IdempotencyKey, MemberId, ProgramId};
@@ -273,6 +273,42 @@ async fn records_are_read_back_from_their_rows() {
         replayed.purchase("o2").map(|p| p.refunded_minor_units),
         Some(2_000)
     );
+    engine.close();
+}
+
+/// A member loaded without a snapshot but with events keeps the due entry
+/// it had: when its next due time moves, the old entry goes. (A member with
+/// neither, a new one, is known to have none and is not looked up.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_reloaded_from_its_events_replaces_its_due_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = ManualClock::new(T0_US);
+    let mut engine = Engine::open(dir.path(), clock.clone());
+    engine.define(rules()).await;
+    engine
+        .member_command("alice", purchase("o-1", 42_00))
+        .await
+        .expect("purchase");
+    let entries = |engine: &Engine| {
+        due_entries(&engine.store, i64::MAX, usize::MAX)
+            .expect("due entries")
+            .into_iter()
+            .map(|entry| (entry.member_id.as_str().to_owned(), entry.due_us))
+            .collect::<Vec<_>>()
+    };
+    let matures_at = T0_US + 30 * DAY_US;
+    assert_eq!(entries(&engine), [("alice".to_owned(), matures_at)]);
+    // A new engine holds no member, and alice has no snapshot: she is
+    // loaded by replaying her events.
+    engine.close();
+    let mut engine = Engine::open(dir.path(), clock);
+    engine.clock.advance(31 * DAY_US);
+    assert!(engine.run_due().await >= 1, "the maturing is due");
+    let alice = engine.state("alice");
+    assert_eq!(alice.available_points(), Points::new(42));
+    let due = entries(&engine);
+    assert_eq!(due.len(), 1, "one due entry, the lot's expiry: {due:?}");
+    assert!(due[0].1 > matures_at, "{due:?}");
     engine.close();
 }
 

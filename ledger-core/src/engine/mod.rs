@@ -889,17 +889,18 @@ fn load_cached(
         domain::apply(&mut member, &event);
         stream_version = record.stream_version;
     }
-    let due = match store
-        .db()
-        .get_pinned_cf(store.cf(CF_DUE), member_due_key(stream))
-        .map_err(StoreError::from)?
-    {
-        Some(value) if value.len() == 9 => {
-            let due_us = keys::parse_position_key(&value[..8]).unwrap_or(0);
-            Some((due_us as i64, value[8]))
-        }
-        Some(_) => return Err(store_error(format!("bad due entry for {stream}"), 0)),
-        None => None,
+    // Due entries are written with a member's events: a member with no
+    // snapshot and no event (a new one) has none, and most loads under a
+    // growing population are of new members, whose lookup found nothing
+    // after a search of every level.
+    let due = if !found && stream_version == 0 {
+        debug_assert!(
+            matches!(stored_due(store, stream), Ok(None)),
+            "{stream} has no event, yet a due entry"
+        );
+        None
+    } else {
+        stored_due(store, stream)?
     };
     Ok(Cached {
         member,
@@ -915,6 +916,22 @@ fn load_cached(
         stale_lot_rows,
         holds_every_record,
     })
+}
+
+/// The due entry stored for `stream`'s member: when, and of what kind.
+fn stored_due(store: &Store, stream: &StreamName) -> Result<Option<(i64, u8)>, DecideError> {
+    match store
+        .db()
+        .get_pinned_cf(store.cf(CF_DUE), member_due_key(stream))
+        .map_err(StoreError::from)?
+    {
+        Some(value) if value.len() == 9 => {
+            let due_us = keys::parse_position_key(&value[..8]).unwrap_or(0);
+            Ok(Some((due_us as i64, value[8])))
+        }
+        Some(_) => Err(store_error(format!("bad due entry for {stream}"), 0)),
+        None => Ok(None),
+    }
 }
 
 /// A member's write-model state as the writer loads it: its snapshot plus
