@@ -301,7 +301,7 @@ async fn a_member_reloaded_from_its_events_replaces_its_due_entry() {
     // A new engine holds no member, and alice has no snapshot: she is
     // loaded by replaying her events.
     engine.close();
-    let mut engine = Engine::open(dir.path(), clock);
+    let engine = Engine::open(dir.path(), clock);
     engine.clock.advance(31 * DAY_US);
     assert!(engine.run_due().await >= 1, "the maturing is due");
     let alice = engine.state("alice");
