@@ -3,7 +3,7 @@
 use crate::error::ViewError;
 use ledger_core::domain::Event;
 use ledger_core::record::event_from_record;
-use ledger_core::store::StoredRecord;
+use ledger_core::store::{StoredRecord, decode_record};
 
 /// One record of the log, decoded for folding.
 #[derive(Debug, Clone)]
@@ -26,11 +26,17 @@ impl LogEvent {
     /// Decodes a stored record; a record that does not decode is an error at
     /// its position (a view never skips one).
     pub fn decode(stored: &StoredRecord) -> Result<LogEvent, ViewError> {
-        let record = stored.decode()?;
+        LogEvent::decode_bytes(stored.position, &stored.bytes)
+    }
+
+    /// Decodes the record `bytes` stored at `position`, as
+    /// [`LogEvent::decode`].
+    pub fn decode_bytes(position: u64, bytes: &[u8]) -> Result<LogEvent, ViewError> {
+        let record = decode_record(position, bytes)?;
         let event = event_from_record(&record)
-            .map_err(|error| ViewError::event(stored.position, error.to_string()))?;
+            .map_err(|error| ViewError::event(position, error.to_string()))?;
         Ok(LogEvent {
-            position: stored.position,
+            position,
             stream: record.stream,
             stream_version: record.stream_version,
             program_id: record.program_id,

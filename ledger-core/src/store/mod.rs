@@ -625,16 +625,63 @@ impl Store {
         max: usize,
     ) -> Result<Vec<StoredRecord>, StoreError> {
         let mut out = Vec::new();
+        self.scan_log(from, to, max, true, |position, bytes, hash| {
+            let hash = hash.ok_or_else(|| StoreError::Corrupt {
+                position,
+                reason: "no chain hash stored for this position".into(),
+            })?;
+            out.push(StoredRecord {
+                position,
+                bytes: bytes.to_vec(),
+                hash,
+            });
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(out)
+    }
+
+    /// Hands records `from..=to` (at most `max`) to `visit` in position
+    /// order, as stored and without their chain hashes: for readers that
+    /// fold the events (the views), which need neither a copy of each
+    /// record nor the chain. Stops at `visit`'s first error. Returns how
+    /// many records were visited: fewer than asked only at the end of the
+    /// log.
+    pub fn visit_records<E: From<StoreError>>(
+        &self,
+        from: u64,
+        to: u64,
+        max: usize,
+        mut visit: impl FnMut(u64, &[u8]) -> Result<(), E>,
+    ) -> Result<usize, E> {
+        self.scan_log(from, to, max, false, |position, bytes, _| {
+            visit(position, bytes)
+        })
+    }
+
+    /// The log's records `from..=to` (at most `max`) in order, each with
+    /// its chain hash when `with_chain` (`None` when it has none stored).
+    /// A gap in the log is an error at the first missing position.
+    fn scan_log<E: From<StoreError>>(
+        &self,
+        from: u64,
+        to: u64,
+        max: usize,
+        with_chain: bool,
+        mut visit: impl FnMut(u64, &[u8], Option<ChainHash>) -> Result<(), E>,
+    ) -> Result<usize, E> {
         if from > to || max == 0 {
-            return Ok(out);
+            return Ok(0);
         }
         let start = keys::position_key(from.max(1));
         let mut log = self.db.raw_iterator_cf(self.cf(CF_LOG));
-        let mut chain = self.db.raw_iterator_cf(self.cf(CF_CHAIN));
+        let mut chain = with_chain.then(|| self.db.raw_iterator_cf(self.cf(CF_CHAIN)));
         log.seek(start);
-        chain.seek(start);
+        if let Some(chain) = &mut chain {
+            chain.seek(start);
+        }
         let mut expected = from.max(1);
-        while out.len() < max && expected <= to {
+        let mut visited = 0;
+        while visited < max && expected <= to {
             let (Some(key), Some(bytes)) = (log.key(), log.value()) else {
                 break;
             };
@@ -646,33 +693,32 @@ impl Store {
                 return Err(StoreError::Corrupt {
                     position: expected,
                     reason: format!("log has a gap: next key is {position}"),
-                });
+                }
+                .into());
             }
-            let hash = match (chain.key(), chain.value()) {
-                (Some(chain_key), Some(value)) if chain_key == key && value.len() == 32 => {
-                    let mut hash = [0u8; 32];
-                    hash.copy_from_slice(value);
-                    ChainHash(hash)
-                }
-                _ => {
-                    return Err(StoreError::Corrupt {
-                        position,
-                        reason: "no chain hash stored for this position".into(),
-                    });
-                }
-            };
-            out.push(StoredRecord {
-                position,
-                bytes: bytes.to_vec(),
-                hash,
-            });
+            let hash = chain
+                .as_ref()
+                .and_then(|chain| match (chain.key(), chain.value()) {
+                    (Some(chain_key), Some(value)) if chain_key == key && value.len() == 32 => {
+                        let mut hash = [0u8; 32];
+                        hash.copy_from_slice(value);
+                        Some(ChainHash(hash))
+                    }
+                    _ => None,
+                });
+            visit(position, bytes, hash)?;
+            visited += 1;
             expected += 1;
             log.next();
-            chain.next();
+            if let Some(chain) = &mut chain {
+                chain.next();
+            }
         }
-        log.status()?;
-        chain.status()?;
-        Ok(out)
+        log.status().map_err(StoreError::from)?;
+        if let Some(chain) = &chain {
+            chain.status().map_err(StoreError::from)?;
+        }
+        Ok(visited)
     }
 
     /// Positions of `stream` from `from_version` on (at most `max`), with
@@ -842,6 +888,62 @@ mod tests {
         let mut batch = WriteBatch::default();
         batch.put_cf(store.cf(cf), key, b"value");
         batch
+    }
+
+    #[test]
+    fn records_are_visited_in_order_without_the_chain_and_a_gap_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        let mut batch = WriteBatch::default();
+        // Positions 1-5 and 7; chain hashes for 1-3 only.
+        for position in [1u64, 2, 3, 4, 5, 7] {
+            let key = keys::position_key(position);
+            batch.put_cf(store.cf(CF_LOG), key, position.to_string());
+            if position <= 3 {
+                batch.put_cf(store.cf(CF_CHAIN), key, [position as u8; 32]);
+            }
+        }
+        store.write_durable(batch).expect("write");
+        let visit = |from, to, max| {
+            let mut seen = Vec::new();
+            let count = store.visit_records(from, to, max, |position, bytes| {
+                seen.push((position, String::from_utf8_lossy(bytes).into_owned()));
+                Ok::<_, StoreError>(())
+            });
+            (count.map_err(|error| error.to_string()), seen)
+        };
+        let (count, seen) = visit(1, 5, 10);
+        assert_eq!(count, Ok(5));
+        let expected: Vec<_> = (1..=5).map(|p: u64| (p, p.to_string())).collect();
+        assert_eq!(seen, expected);
+        assert_eq!(visit(2, 5, 2).0, Ok(2));
+        assert_eq!(visit(6, 5, 10).0, Ok(0));
+        // The end of the log: fewer than asked.
+        assert_eq!(visit(7, 9, 10).0, Ok(1));
+        let (count, seen) = visit(4, 7, 10);
+        assert!(count.expect_err("a gap").contains("gap"), "{seen:?}");
+        assert_eq!(seen.len(), 2, "4 and 5 before the gap at 6");
+        // The visitor's first error stops the visit.
+        let mut visited = 0;
+        let stopped = store.visit_records(1, 5, 10, |position, _| {
+            visited += 1;
+            if position == 2 {
+                return Err(StoreError::Corrupt {
+                    position,
+                    reason: "stop".into(),
+                });
+            }
+            Ok(())
+        });
+        assert!(stopped.is_err());
+        assert_eq!(visited, 2);
+        // With hashes, a position without one is an error at it.
+        assert_eq!(store.read_range(1, 3, 10).expect("hashed").len(), 3);
+        let error = store.read_range(1, 5, 10).expect_err("4 has no hash");
+        assert!(
+            matches!(error, StoreError::Corrupt { position: 4, .. }),
+            "{error}"
+        );
     }
 
     #[test]
