@@ -529,10 +529,9 @@ impl BalanceProjection {
         } else {
             // A stream's first event: no row yet, and no read to learn it.
             let stored: Option<MemberBalance> = if event.stream_version == 1 {
-                debug_assert!(
-                    rows.get_value::<MemberBalance>(&member_key(&event.stream), "member balance")
-                        .is_ok_and(|row| row.is_none()),
-                    "a stream's first event found its member balance row"
+                rows.debug_assert_absent::<MemberBalance>(
+                    &member_key(&event.stream),
+                    "member balance",
                 );
                 None
             } else {

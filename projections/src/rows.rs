@@ -252,11 +252,7 @@ impl<K: std::hash::Hash + Eq + Clone, T> RowCache<K, T> {
             }
             Entry::Vacant(entry) => {
                 let value = if new {
-                    debug_assert!(
-                        rows.get_value::<T>(row_key, what)
-                            .is_ok_and(|row| row.is_none()),
-                        "a new {what} row was written before"
-                    );
+                    rows.debug_assert_absent::<T>(row_key, what);
                     fresh()
                 } else {
                     rows.get_value(row_key, what)?.unwrap_or_else(fresh)
@@ -436,6 +432,16 @@ impl<'a> RowWriter<'a> {
         self.get(suffix)?
             .map(|bytes| decode(&bytes, what))
             .transpose()
+    }
+
+    /// For a read skipped because the row cannot exist yet: debug builds
+    /// read it anyway and assert that nothing is there.
+    pub fn debug_assert_absent<T: DeserializeOwned>(&self, suffix: &[u8], what: &str) {
+        debug_assert!(
+            self.get_value::<T>(suffix, what)
+                .is_ok_and(|row| row.is_none()),
+            "a {what} row that cannot exist yet is there"
+        );
     }
 
     /// Writes a row.
