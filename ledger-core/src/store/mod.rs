@@ -296,6 +296,10 @@ impl std::fmt::Debug for Store {
 /// 20 bits per key for entries of about 100 bytes.
 const MEMTABLE_BLOOM_RATIO: f64 = 0.02;
 
+/// Index keys per restart point in table files' index blocks (RocksDB's
+/// default is 1: no delta encoding).
+const INDEX_BLOCK_RESTART_INTERVAL: i32 = 16;
+
 fn cf_options(name: &str, cache: &Cache) -> Result<Options, rocksdb::Error> {
     let mut options = Options::default();
     // One block cache for every column family: without it each family's
@@ -314,10 +318,9 @@ fn cf_options(name: &str, cache: &Cache) -> Result<Options, rocksdb::Error> {
         // Point lookups on the write path (is this key new? where does this
         // stream end?) mostly miss or hit recent data: bloom filters make a
         // miss cost no disk read. The views read a row they have not cached
-        // the same way, and most such rows are new (a member's first event,
-        // a member's first purchase of a day): without a filter each read
-        // searched an index block in every L0 file and level, half of
-        // the tier view's CPU under `batch` (BENCHMARKS.md).
+        // the same way: without a filter each read searched an index block
+        // in every L0 file and level, half of the tier view's CPU under
+        // `batch` when most such rows were new (BENCHMARKS.md).
         block.set_bloom_filter(10.0, false);
         // The same for the memtables, where most of these lookups end: a
         // key that is not there costs a filter probe instead of a search
@@ -326,10 +329,27 @@ fn cf_options(name: &str, cache: &Cache) -> Result<Options, rocksdb::Error> {
         options.set_memtable_prefix_bloom_ratio(MEMTABLE_BLOOM_RATIO);
         options.set_memtable_whole_key_filtering(true);
     }
+    if name == CF_VIEWS {
+        // The views read rows that exist: the reads of rows that cannot
+        // exist yet are skipped (`RowCache::get_mut_unless_new`), and a
+        // third of the family's rows, the statement lines, are only ever
+        // scanned. A filter on the last level, which holds most rows, then
+        // only costs memory: about 2.4 of the views' 3.7 bytes of filter
+        // per event written under `checkout`. The levels above keep theirs,
+        // so a read still skips the files that lack its row.
+        options.set_optimize_filters_for_hits(true);
+    }
     if name != CF_LOG && name != CF_CHAIN {
         options.set_max_bytes_for_level_base(ROCKSDB_LEVEL_BASE_BYTES);
         options.set_target_file_size_base(ROCKSDB_TARGET_FILE_BYTES);
     }
+    // Index blocks hold one key per data block and, with RocksDB's default
+    // restart interval of 1, each key in full. Delta-encoding them in runs
+    // of 16 made them a quarter of the size (4.4 to 1.2 bytes per event
+    // written under `checkout`), at the cost of a short scan inside the
+    // index block on each seek, not measurable in the decide thread's CPU
+    // (BENCHMARKS.md).
+    block.set_index_block_restart_interval(INDEX_BLOCK_RESTART_INTERVAL);
     options.set_block_based_table_factory(&block);
     options.set_compression_type(rocksdb::DBCompressionType::Lz4);
     options.set_write_buffer_size(ROCKSDB_WRITE_BUFFER_BYTES);
@@ -1059,5 +1079,64 @@ mod tests {
             reason: "x".into(),
         };
         assert!(!corrupt.is_transient() && !corrupt.is_disk_full());
+    }
+}
+#[cfg(test)]
+mod table_tests {
+    use super::*;
+    use rocksdb::{BottommostLevelCompaction, CompactOptions};
+
+    /// A figure from a family's aggregated table properties, as RocksDB
+    /// prints them (`name=value; ...`).
+    fn table_figure(store: &Store, cf: &str, name: &str) -> u64 {
+        let properties = store
+            .db()
+            .property_value_cf(store.cf(cf), "rocksdb.aggregated-table-properties")
+            .expect("property")
+            .expect("table files");
+        properties
+            .split("; ")
+            .find_map(|field| field.strip_prefix(name)?.strip_prefix('='))
+            .unwrap_or_else(|| panic!("no {name} in {properties}"))
+            .parse()
+            .expect("a number")
+    }
+
+    /// 20,000 rows of 64 bytes, rewritten into the family's last level.
+    fn fill_and_compact(store: &Store, cf: &str) {
+        let mut batch = WriteBatch::default();
+        for row in 0..20_000u32 {
+            batch.put_cf(store.cf(cf), format!("member-{row:08}"), [7u8; 64]);
+        }
+        store.write_durable(batch).expect("write");
+        let mut options = CompactOptions::default();
+        options.set_bottommost_level_compaction(BottommostLevelCompaction::Force);
+        store
+            .db()
+            .compact_range_cf_opt(store.cf(cf), None::<&[u8]>, None::<&[u8]>, &options);
+    }
+
+    /// Goal: the table readers' memory, which grows with the store, holds
+    /// no filter the reads do not use and compact index blocks.
+    #[test]
+    fn the_views_last_level_has_no_filter_and_index_keys_are_delta_encoded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path()).expect("open");
+        for cf in [CF_VIEWS, CF_IDEMPOTENCY] {
+            fill_and_compact(&store, cf);
+        }
+        // The idempotency family's reads mostly miss: its filters stay on
+        // every level. The views' reads hit, so their last level has none.
+        assert!(table_figure(&store, CF_IDEMPOTENCY, "filter block size") > 0);
+        assert_eq!(table_figure(&store, CF_VIEWS, "filter block size"), 0);
+        for cf in [CF_VIEWS, CF_IDEMPOTENCY] {
+            let blocks = table_figure(&store, cf, "# data blocks");
+            let index = table_figure(&store, cf, "index block size (user-key? 1, delta-value? 1)");
+            assert!(blocks > 100, "{cf}: {blocks} data blocks");
+            assert!(
+                index < blocks * 8,
+                "{cf}: {index} index bytes for {blocks} data blocks"
+            );
+        }
     }
 }
