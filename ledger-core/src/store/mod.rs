@@ -308,11 +308,11 @@ fn cf_options(name: &str, cache: &Cache) -> Result<Options, rocksdb::Error> {
     let mut block = BlockBasedOptions::default();
     block.set_block_cache(cache);
     // Index and filter blocks stay with the table readers, outside the
-    // cache: they grow with the store (about 2.5 MiB a minute under
-    // `checkout` at 5,500 requests/s), but in a 64 MiB cache, even
-    // partitioned, they pushed out the data blocks, and the decide
-    // thread's CPU grew from a fifth to half of a core within eight
-    // minutes of that load, a third of it reading blocks.
+    // cache: they grow with the store (about 7 bytes per event written),
+    // but in a 64 MiB cache, even partitioned, they pushed out the data
+    // blocks, and the decide thread's CPU grew from a fifth to half of a
+    // core within eight minutes of `checkout` at 5,500 requests/s, a third
+    // of it reading blocks.
     let point_lookups = [CF_IDEMPOTENCY, CF_STREAM_INDEX, CF_SNAPSHOTS, CF_VIEWS];
     if point_lookups.contains(&name) {
         // Point lookups on the write path (is this key new? where does this
