@@ -743,7 +743,7 @@ fn verify_names_each_finding_in_any_chunk() {
     }
 
     // A record that decodes but claims another position, decoded by the
-    // reading thread and named in order all the same.
+    // decoding thread and named in order all the same.
     let (_dir, store) = fresh();
     copy_record(&store, 1_099, 1_100);
     match store.verify(|_| {}).unwrap() {
@@ -752,5 +752,24 @@ fn verify_names_each_finding_in_any_chunk() {
             assert!(reason.contains("claims position 1099"), "{reason}");
         }
         other => panic!("a record at the wrong position went unnoticed: {other:?}"),
+    }
+
+    // A record that does not decode, before a missing hash in the same
+    // chunk: the first position is named, whichever thread found it.
+    let (_dir, store) = fresh();
+    store
+        .db()
+        .put_cf(store.cf(CF_LOG), keys::position_key(1_700), [0xff; 3])
+        .unwrap();
+    store
+        .db()
+        .delete_cf(store.cf(CF_CHAIN), keys::position_key(1_800))
+        .unwrap();
+    match store.verify(|_| {}).unwrap() {
+        VerifyOutcome::Mismatch { position, reason } => {
+            assert_eq!(position, 1_700);
+            assert!(reason.contains("does not decode"), "{reason}");
+        }
+        other => panic!("an undecodable record went unnoticed: {other:?}"),
     }
 }
