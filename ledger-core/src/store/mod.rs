@@ -903,6 +903,7 @@ fn decode_head(bytes: &[u8]) -> Result<Head, StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rocksdb::{BottommostLevelCompaction, CompactOptions};
 
     fn put(store: &Store, cf: &str, key: &[u8]) -> WriteBatch {
         let mut batch = WriteBatch::default();
@@ -1080,11 +1081,6 @@ mod tests {
         };
         assert!(!corrupt.is_transient() && !corrupt.is_disk_full());
     }
-}
-#[cfg(test)]
-mod table_tests {
-    use super::*;
-    use rocksdb::{BottommostLevelCompaction, CompactOptions};
 
     /// A figure from a family's aggregated table properties, as RocksDB
     /// prints them (`name=value; ...`).
