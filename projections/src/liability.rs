@@ -41,11 +41,12 @@ use crate::rows::{
     RowCache, RowWriter, ViewSnapshot, decode, prefixed, program_rules, program_rules_key,
     push_i64_ordered, put_program_rules, read_i64_ordered,
 };
-use crate::runtime::{Projection, ViewKind};
+use crate::runtime::{Projection, ViewKind, read_events};
 use ledger_core::domain::time::report_day_of;
 use ledger_core::domain::{EventKind, LotDraw, ProgramRules, ReturnPolicy, Rules};
 use ledger_core::error::{FieldError, FieldReason};
 use ledger_core::ids::ProgramId;
+use ledger_core::limits::READ_CHUNK_RECORDS;
 use ledger_core::store::Store;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashMap};
@@ -613,18 +614,10 @@ fn net_between(store: &Store, program_id: &str, from: u64, to: u64) -> Result<i6
     let mut net: i64 = 0;
     let mut next = from;
     while next <= to {
-        let records = store
-            .read_range(next, to, ledger_core::limits::READ_CHUNK_RECORDS)
-            .map_err(ViewError::from)?;
-        if records.is_empty() {
-            return Err(QueryError::View(ViewError::event(
-                next,
-                "a durable position has no record",
-            )));
-        }
-        for stored in &records {
-            let event = LogEvent::decode(stored)?;
-            next = stored.position + 1;
+        let events =
+            read_events(store, next, to, READ_CHUNK_RECORDS).map_err(|(_, error)| error)?;
+        for event in &events {
+            next = event.position + 1;
             if event.program_id != program_id {
                 continue;
             }
@@ -715,13 +708,10 @@ pub fn recompute(
     let mut programs: BTreeMap<String, Recomputed> = BTreeMap::new();
     let mut next = 1;
     while next <= up_to {
-        let records = store.read_range(next, up_to, ledger_core::limits::READ_CHUNK_RECORDS)?;
-        if records.is_empty() {
-            return Err(ViewError::event(next, "a durable position has no record"));
-        }
-        for stored in &records {
-            let event = LogEvent::decode(stored)?;
-            next = stored.position + 1;
+        let events =
+            read_events(store, next, up_to, READ_CHUNK_RECORDS).map_err(|(_, error)| error)?;
+        for event in events {
+            next = event.position + 1;
             let program = programs.entry(event.program_id.clone()).or_default();
             let occurred_at_us = event.event.occurred_at_us;
             let rules = match &event.event.kind {
@@ -737,7 +727,7 @@ pub fn recompute(
                 continue;
             }
             let flows = Flows::of(&event.event.kind)
-                .ok_or_else(|| ViewError::event(stored.position, "points of the event overflow"))?;
+                .ok_or_else(|| ViewError::event(event.position, "points of the event overflow"))?;
             if flows == Flows::default() {
                 continue;
             }
@@ -745,7 +735,7 @@ pub fn recompute(
             let entry = program.days.entry(day).or_default();
             *entry = entry
                 .checked_add(&flows)
-                .ok_or_else(|| ViewError::event(stored.position, "liability day overflows"))?;
+                .ok_or_else(|| ViewError::event(event.position, "liability day overflows"))?;
         }
         progress(next - 1);
     }
